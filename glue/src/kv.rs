@@ -1,0 +1,77 @@
+//! The key-value store through `wasi:keyvalue` (Spin's `default` label), with the
+//! re-read rules of design.md, State, for Spin's store quirks.
+
+use ciba::store::{KeyValue, StoreError, Swap};
+use spin_sdk::experimental::wasi::keyvalue::{atomics, store};
+
+/// An open bucket of the runtime's store.
+pub struct SpinStore {
+    bucket: store::Bucket,
+}
+
+fn fault(e: store::Error) -> StoreError {
+    StoreError(match e {
+        store::Error::NoSuchStore => "no such store".into(),
+        store::Error::AccessDenied => "access to the store denied".into(),
+        store::Error::Other(why) => why,
+    })
+}
+
+impl SpinStore {
+    /// Opens the store labelled `default` (design.md, State).
+    pub fn open_default() -> Result<Self, StoreError> {
+        Self::open("default")
+    }
+
+    /// Opens the store with `label`.
+    pub fn open(label: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            bucket: store::open(label).map_err(fault)?,
+        })
+    }
+}
+
+impl KeyValue for SpinStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.bucket.get(key).map_err(fault)
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.bucket.set(key, value).map_err(fault)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.bucket.delete(key).map_err(fault)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<Swap, StoreError> {
+        let cas = atomics::Cas::new(&self.bucket, key).map_err(fault)?;
+        if cas.current().map_err(fault)?.as_deref() != expected {
+            return Ok(Swap::Conflict);
+        }
+        let answer = atomics::swap(cas, new);
+        // Whatever the store said, the value now there decides: a failed swap may have been
+        // written (Spin 4.1 Redis), and an insert into an absent key is an unconditional
+        // upsert (Spin SQLite) that a concurrent writer may have overwritten.
+        match answer {
+            Ok(()) | Err(atomics::CasError::CasFailed(_)) => {
+                let now = self.bucket.get(key).map_err(fault)?;
+                Ok(if now.as_deref() == Some(new) {
+                    Swap::Swapped
+                } else {
+                    Swap::Conflict
+                })
+            }
+            Err(atomics::CasError::StoreError(e)) => Err(fault(e)),
+        }
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        atomics::increment(&self.bucket, key, delta).map_err(fault)
+    }
+}

@@ -1,0 +1,123 @@
+//! The only code that touches spin-sdk. The components call [`serve`] with an endpoint of the
+//! shared crate; this crate supplies what the rules need from the runtime: variables
+//! (`wasi:config`), the key-value store (`wasi:keyvalue` with its atomics), the clock,
+//! randomness, and the translation of HTTP requests and responses.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use ciba::config::{ConfigError, Variables};
+use ciba::error::{Endpoint, ProtocolError};
+use ciba::http::{MAX_BODY_BYTES, Method};
+use http_body_util::{BodyExt, Full, Limited};
+use spin_sdk::experimental::wasi::config::store as config;
+
+pub mod kv;
+
+pub use kv::SpinStore;
+
+/// Variables through `wasi:config/store`, which Spin maps to the component's variables.
+pub struct SpinVariables;
+
+impl Variables for SpinVariables {
+    fn get(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        config::get(name).map_err(|_| ConfigError::new(name, "the runtime could not resolve it"))
+    }
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl ciba::clock::Clock for SystemClock {
+    fn now(&self) -> ciba::clock::UnixTime {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// The runtime's secure random source (`wasi:random`).
+pub struct OsRandom;
+
+impl ciba::clock::Random for OsRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), ciba::store::StoreError> {
+        getrandom::fill(buf).map_err(|_| ciba::store::StoreError("no random source".into()))
+    }
+}
+
+/// Per-instance state built from configuration once (Spin reuses an instance across
+/// requests). A configuration problem is logged once, naming the variable only, and every
+/// request then answers 500 `server_error`.
+pub fn once<T>(
+    cell: &'static OnceLock<Result<T, ConfigError>>,
+    load: impl FnOnce(&dyn Variables) -> Result<T, ConfigError>,
+) -> Result<&'static T, ProtocolError> {
+    cell.get_or_init(|| {
+        let loaded = load(&SpinVariables);
+        if let Err(e) = &loaded {
+            eprintln!("{e}");
+        }
+        loaded
+    })
+    .as_ref()
+    .map_err(|_| ProtocolError::ServerError("the server is misconfigured"))
+}
+
+/// Reads a Spin request into the shared crate's plain request, refusing bodies over
+/// [`MAX_BODY_BYTES`] before they are buffered.
+pub async fn read_request(
+    request: spin_sdk::http::Request,
+) -> Result<ciba::http::Request, ProtocolError> {
+    let (parts, body) = request.into_parts();
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect::<Vec<_>>();
+    let path_info = headers
+        .iter()
+        .find(|(n, _)| n == "spin-path-info")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let body = Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|_| ProtocolError::InvalidRequest("the request body is too large or unreadable"))?
+        .to_bytes()
+        .to_vec();
+    Ok(ciba::http::Request {
+        method: Method::parse(parts.method.as_str()),
+        path_info,
+        query: parts.uri.query().map(str::to_string),
+        headers,
+        body,
+    })
+}
+
+/// Writes the shared crate's response as Spin's.
+pub fn write_response(response: ciba::http::Response) -> http::Response<Full<Bytes>> {
+    let mut out = http::Response::new(Full::new(Bytes::from(response.body)));
+    *out.status_mut() =
+        http::StatusCode::from_u16(response.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in response.headers {
+        if let Ok(value) = http::HeaderValue::from_str(&value) {
+            out.headers_mut().append(name, value);
+        }
+    }
+    out
+}
+
+/// Serves one request: read it, hand it to `handle`, write the answer. Everything the
+/// endpoint needs beyond the request, `handle` takes from [`once`] or this crate.
+pub async fn serve(
+    endpoint: Endpoint,
+    request: spin_sdk::http::Request,
+    handle: impl FnOnce(&ciba::http::Request) -> Result<ciba::http::Response, ProtocolError>,
+) -> http::Response<Full<Bytes>> {
+    let answer = match read_request(request).await {
+        Ok(request) => handle(&request),
+        Err(e) => Err(e),
+    };
+    write_response(answer.unwrap_or_else(|e| e.to_response(endpoint)))
+}

@@ -1,0 +1,125 @@
+//! The discovery document (OIDD 3, RFC 8414 2, CIBA 4, FAPI-BR, BR-CIBA-GH §8): DISC-1…20.
+//!
+//! It is computed from configuration so that it advertises exactly what this server does
+//! (DISC-20): poll mode only, PS256 only, and the auth methods the registered clients use.
+
+use serde_json::{Value, json};
+
+use crate::clients::{AuthMethod, Clients, GRANT_CIBA};
+use crate::config::{ClientCertHeader, ConfigError, Issuer, Variables, required, var};
+use crate::jose::{PS256, RSA_OAEP};
+use crate::users::Users;
+
+/// Route of the JWK Set (design.md).
+pub const JWKS_PATH: &str = "/jwks";
+/// Route of the token endpoint.
+pub const TOKEN_PATH: &str = "/token";
+/// Route of the UserInfo endpoint.
+pub const USERINFO_PATH: &str = "/userinfo";
+/// Route of the backchannel authentication endpoint.
+pub const BC_AUTHORIZE_PATH: &str = "/bc-authorize";
+
+/// `acr` values of the profile (BR-CIBA 5.2.2-5/6, DISC-9).
+pub const ACR_LOA2: &str = "urn:brasil:openbanking:loa2";
+/// Strong (multi-factor) authentication.
+pub const ACR_LOA3: &str = "urn:brasil:openbanking:loa3";
+/// The AS-generated login_hint_token type (BR-CIBA-GH 5.2.4.1.1).
+pub const LHT_AS_GENERATED: &str = "urn:brasil:openbanking:ciba:login-hint-token-type:as-generated";
+/// The AD-generated login_hint_token type (BR-CIBA-GH 5.2.4.1.2).
+pub const LHT_AD_GENERATED: &str = "urn:brasil:openbanking:ciba:login-hint-token-type:ad-generated";
+
+/// What discovery is computed from.
+#[derive(Debug)]
+pub struct DiscoverySettings {
+    /// `issuer`.
+    pub issuer: Issuer,
+    /// `client_cert_header`: with it, mTLS aliases and certificate-bound tokens.
+    pub client_cert_header: ClientCertHeader,
+    /// `clients`: the auth methods and scopes in use.
+    pub clients: Clients,
+    /// `users`: whether `cnpj` is served.
+    pub users: Users,
+}
+
+impl DiscoverySettings {
+    /// Reads the four variables discovery depends on.
+    pub fn load(vars: &dyn Variables) -> Result<Self, ConfigError> {
+        Ok(Self {
+            issuer: Issuer::parse(&required(vars, var::ISSUER)?)?,
+            client_cert_header: ClientCertHeader::load(vars)?,
+            clients: Clients::load(vars)?,
+            users: Users::load(vars)?,
+        })
+    }
+
+    /// The document.
+    pub fn document(&self) -> Value {
+        let issuer = &self.issuer;
+        let mtls = self.client_cert_header.mtls();
+
+        // DISC-14/20: the methods registered clients use; tls_client_auth needs the proxy's
+        // certificate header. With no client registered, private_key_jwt (CLI-2).
+        let mut auth_methods: Vec<&str> = [AuthMethod::PrivateKeyJwt, AuthMethod::TlsClientAuth]
+            .into_iter()
+            .filter(|m| mtls || *m == AuthMethod::PrivateKeyJwt)
+            .filter(|m| self.clients.all().iter().any(|c| c.auth_method == *m))
+            .map(AuthMethod::name)
+            .collect();
+        if auth_methods.is_empty() {
+            auth_methods.push(AuthMethod::PrivateKeyJwt.name());
+        }
+
+        // DISC-19: openid plus every role scope a client is registered for.
+        let mut scopes: Vec<&str> = vec!["openid"];
+        for client in self.clients.all() {
+            for scope in &client.scopes {
+                if !scopes.contains(&scope.as_str()) {
+                    scopes.push(scope);
+                }
+            }
+        }
+
+        // DISC-11: cnpj only when the bank serves legal persons.
+        let mut claims = vec!["sub", "acr", "auth_time", "cpf"];
+        if self.users.serves_legal_persons() {
+            claims.push("cnpj");
+        }
+
+        let mut doc = json!({
+            "issuer": issuer.as_str(),
+            "jwks_uri": issuer.url(JWKS_PATH),
+            "token_endpoint": issuer.url(TOKEN_PATH),
+            "userinfo_endpoint": issuer.url(USERINFO_PATH),
+            "backchannel_authentication_endpoint": issuer.url(BC_AUTHORIZE_PATH),
+            "backchannel_token_delivery_modes_supported": ["poll"],
+            "backchannel_authentication_request_signing_alg_values_supported": [PS256],
+            "backchannel_user_code_parameter_supported": false,
+            "backchannel_endpoint_login_hint_token_types_supported": [LHT_AS_GENERATED, LHT_AD_GENERATED],
+            "grant_types_supported": [GRANT_CIBA, "client_credentials", "refresh_token"],
+            "acr_values_supported": [ACR_LOA2, ACR_LOA3],
+            "claims_parameter_supported": true,
+            "claims_supported": claims,
+            "request_parameter_supported": true,
+            "request_object_signing_alg_values_supported": [PS256],
+            "request_object_encryption_alg_values_supported": [RSA_OAEP],
+            "request_object_encryption_enc_values_supported": ["A256GCM"],
+            "request_uri_parameter_supported": false,
+            "token_endpoint_auth_methods_supported": auth_methods,
+            "token_endpoint_auth_signing_alg_values_supported": [PS256],
+            "tls_client_certificate_bound_access_tokens": mtls,
+            "id_token_signing_alg_values_supported": [PS256],
+            "subject_types_supported": ["public"],
+            "response_types_supported": [],
+            "scopes_supported": scopes,
+        });
+        // DISC-3: one proxy serves every endpoint over mTLS, so the aliases repeat the URLs.
+        if mtls {
+            doc["mtls_endpoint_aliases"] = json!({
+                "token_endpoint": issuer.url(TOKEN_PATH),
+                "userinfo_endpoint": issuer.url(USERINFO_PATH),
+                "backchannel_authentication_endpoint": issuer.url(BC_AUTHORIZE_PATH),
+            });
+        }
+        doc
+    }
+}

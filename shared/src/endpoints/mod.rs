@@ -1,0 +1,17 @@
+//! One module per endpoint: a short list of named steps from a plain request to a response.
+
+pub mod jwks;
+pub mod well_known;
+
+use crate::error::{Endpoint, ProtocolError};
+use crate::http::{Method, Request, Response};
+
+/// Answers a GET-only public document, or the error for any other method.
+fn get_only(request: &Request, endpoint: Endpoint, document: &Response) -> Response {
+    match request.method {
+        Method::Get => document.clone(),
+        Method::Post | Method::Delete | Method::Other => {
+            ProtocolError::MethodNotAllowed("this endpoint answers GET only").to_response(endpoint)
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Every protocol rule of the Open Finance Brasil FAPI-CIBA authorization server (poll mode).
+//!
+//! Layers, from the outside in:
+//! - [`http`]: plain request and response types; the Spin components translate into them.
+//! - [`endpoints`]: one module per endpoint, a short list of named steps. Nothing else answers.
+//! - [`error`]: the one protocol error type; only it renders error JSON.
+//! - [`config`], [`clients`], [`users`], [`jose`]: configuration parsed into types whose
+//!   constructors hold the profile's ranges; secrets have no printing `Debug`.
+//! - [`store`], [`clock`]: the key-value store, time and randomness, behind small interfaces
+//!   so that tests run natively with an in-memory store and a fixed clock.
+//!
+//! Never here: a Spin dependency, a panic on input or configuration, a secret in an error.
+
+#![deny(missing_docs)]
+
+pub mod clients;
+pub mod clock;
+pub mod config;
+pub mod discovery;
+pub mod endpoints;
+pub mod error;
+pub mod http;
+pub mod jose;
+pub mod store;
+pub mod types;
+pub mod users;

@@ -1,0 +1,103 @@
+//! An in-memory [`KeyValue`] with exact atomics, for tests of the rules.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::{KeyValue, StoreError, Swap};
+
+/// A store in a `HashMap` behind a lock.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    values: Mutex<HashMap<String, Vec<u8>>>,
+    counters: Mutex<HashMap<String, i64>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many values it holds (tests assert that a failed request wrote nothing).
+    pub fn len(&self) -> usize {
+        self.lock_values().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// Whether it holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock_values(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, Vec<u8>>>, StoreError> {
+        self.values
+            .lock()
+            .map_err(|_| StoreError("memory store poisoned".into()))
+    }
+}
+
+impl KeyValue for MemoryStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock_values()?.get(key).cloned())
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.lock_values()?.insert(key.to_string(), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.lock_values()?.remove(key);
+        Ok(())
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<Swap, StoreError> {
+        let mut values = self.lock_values()?;
+        if values.get(key).map(Vec::as_slice) != expected {
+            return Ok(Swap::Conflict);
+        }
+        values.insert(key.to_string(), new.to_vec());
+        Ok(Swap::Swapped)
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        let mut counters = self
+            .counters
+            .lock()
+            .map_err(|_| StoreError("memory store poisoned".into()))?;
+        let value = counters.entry(key.to_string()).or_insert(0);
+        *value = value
+            .checked_add(delta)
+            .ok_or_else(|| StoreError("counter overflow".into()))?;
+        Ok(*value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_and_swap_conflicts_on_a_changed_value() {
+        let store = MemoryStore::new();
+        assert_eq!(store.compare_and_swap("k", None, b"a").unwrap(), Swap::Swapped);
+        assert_eq!(store.compare_and_swap("k", None, b"b").unwrap(), Swap::Conflict);
+        assert_eq!(store.compare_and_swap("k", Some(b"x"), b"b").unwrap(), Swap::Conflict);
+        assert_eq!(store.compare_and_swap("k", Some(b"a"), b"b").unwrap(), Swap::Swapped);
+        assert_eq!(store.get("k").unwrap().as_deref(), Some(&b"b"[..]));
+    }
+
+    #[test]
+    fn increment_counts_from_zero() {
+        let store = MemoryStore::new();
+        assert_eq!(store.increment("c", 1).unwrap(), 1);
+        assert_eq!(store.increment("c", 1).unwrap(), 2);
+        assert_eq!(store.increment("c", -5).unwrap(), -3);
+    }
+}

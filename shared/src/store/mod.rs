@@ -1,0 +1,58 @@
+//! The key-value interface the rules use, and an in-memory store for tests.
+//!
+//! The runtime's store (Spin's `default` label: SQLite, Redis, …) has no TTL and weak
+//! atomics: Spin's SQLite store upserts unconditionally when the key was absent at the start
+//! of a compare-and-swap, and Spin 4.1's Redis store reports every swap as failed, even one that
+//! was written (design.md, State). So:
+//! - a value swapped in must carry a unique marker, so that a re-read tells who won;
+//! - "the first to do X" (use a `jti`, consume an `auth_req_id`) is an [`KeyValue::increment`]
+//!   that returns 1 exactly once, which every store implements atomically.
+
+pub mod memory;
+
+/// A fault of the store itself: the request fails with `server_error`, and nothing is assumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "key-value store: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// The outcome of a compare-and-swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swap {
+    /// The new value was written over the expected one.
+    Swapped,
+    /// The value was not the expected one (or another writer won the race): nothing written.
+    Conflict,
+}
+
+/// One key-value store.
+pub trait KeyValue {
+    /// The value under `key`, if any.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Writes `value` under `key`.
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Removes `key`; removing an absent key is not an error.
+    fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Replaces the value under `key` with `new` if it currently equals `expected`.
+    ///
+    /// `new` must differ from every value another writer could swap in (carry a unique
+    /// marker): implementations re-read after an ambiguous answer and compare.
+    /// `expected: None` (insert if absent) is only as strong as the store's atomics; use
+    /// [`KeyValue::increment`] for a first-use check.
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<Swap, StoreError>;
+    /// Atomically adds `delta` to the counter under `key` (absent counts as 0) and returns the
+    /// new value. Counters are only ever read through this call: stores encode them
+    /// differently.
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
+}

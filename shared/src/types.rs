@@ -1,0 +1,90 @@
+//! Brazilian document numbers, validated with their check digits.
+
+use serde::Serialize;
+
+fn digits<const N: usize>(text: &str) -> Option<[u32; N]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != N || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut out = [0; N];
+    for (o, b) in out.iter_mut().zip(bytes) {
+        *o = u32::from(b - b'0');
+    }
+    // A run of one digit passes the arithmetic but is never issued.
+    (!out.iter().all(|d| *d == out[0])).then_some(out)
+}
+
+/// A CPF: 11 digits as a string, leading zeros kept, no punctuation, check digits right
+/// (FAPI-BR 5.2.2.3, TKN-9).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Cpf(String);
+
+impl Cpf {
+    /// Parses `^\d{11}$` and checks both check digits (mod 11).
+    pub fn parse(text: &str) -> Option<Self> {
+        let d = digits::<11>(text)?;
+        let check = |len: usize| {
+            let sum: u32 = (0..len).map(|i| d[i] * (len as u32 + 1 - i as u32)).sum();
+            (sum * 10 % 11) % 10
+        };
+        (check(9) == d[9] && check(10) == d[10]).then(|| Self(text.to_string()))
+    }
+
+    /// The 11 digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A CNPJ: 14 digits as a string with both check digits right (FAPI-BR 5.2.2.4, TKN-9).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Cnpj(String);
+
+impl Cnpj {
+    /// Parses `^\d{14}$` and checks both check digits (mod 11).
+    pub fn parse(text: &str) -> Option<Self> {
+        let d = digits::<14>(text)?;
+        let check = |len: usize| {
+            // Weights run 2..=9 from the right, repeating.
+            let sum: u32 = (0..len).map(|i| d[i] * (((len - 1 - i) % 8) as u32 + 2)).sum();
+            match sum % 11 {
+                0 | 1 => 0,
+                r => 11 - r,
+            }
+        };
+        (check(12) == d[12] && check(13) == d[13]).then(|| Self(text.to_string()))
+    }
+
+    /// The 14 digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tkn_9_cpf_check_digits() {
+        assert!(Cpf::parse("52998224725").is_some());
+        assert!(Cpf::parse("01234567890").is_some(), "leading zero kept");
+        assert!(Cpf::parse("52998224724").is_none(), "second digit wrong");
+        assert!(Cpf::parse("52998224735").is_none(), "first digit wrong");
+        assert!(Cpf::parse("529.982.247-25").is_none(), "punctuation");
+        assert!(Cpf::parse("11111111111").is_none(), "repeated digit");
+        assert!(Cpf::parse("5299822472").is_none(), "too short");
+    }
+
+    #[test]
+    fn tkn_9_cnpj_check_digits() {
+        assert!(Cnpj::parse("11222333000181").is_some());
+        assert!(Cnpj::parse("11444777000161").is_some());
+        assert!(Cnpj::parse("11222333000182").is_none());
+        assert!(Cnpj::parse("11.222.333/0001-81").is_none());
+        assert!(Cnpj::parse("00000000000000").is_none());
+    }
+}
