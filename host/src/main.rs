@@ -1,1 +1,113 @@
-fn main() {}
+//! `ciba-host`: run the bundle without Spin.
+//!
+//! - `ciba-host up [--from spin.toml] [--listen 127.0.0.1:3000] [--build] [--state-dir DIR]
+//!   [--variable name=value|name=@file]...`: like `spin up`.
+//! - `ciba-host build [--from spin.toml]`: like `spin build`.
+//! - `ciba-host dev [--listen ...]`: generates development material into `.dev/` on first run,
+//!   builds, and serves with it on `http://127.0.0.1:3000`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use ciba_host::dev::DevFolder;
+use ciba_host::manifest::Manifest;
+use ciba_host::runtime::Runtime;
+use ciba_host::server::{App, StoreLocation, serve};
+use ciba_host::variables::Overrides;
+
+struct Args {
+    command: String,
+    manifest: PathBuf,
+    listen: SocketAddr,
+    build: bool,
+    state_dir: Option<String>,
+    overrides: Overrides,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_else(|| "help".into());
+    let mut out = Args {
+        command,
+        manifest: PathBuf::from("spin.toml"),
+        listen: "127.0.0.1:3000".parse()?,
+        build: false,
+        state_dir: None,
+        overrides: Overrides::default(),
+    };
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--from" | "-f" => out.manifest = value("--from")?.into(),
+            "--listen" => out.listen = value("--listen")?.parse().context("--listen takes host:port")?,
+            "--build" => out.build = true,
+            "--state-dir" => out.state_dir = Some(value("--state-dir")?),
+            "--variable" => out.overrides.add(&value("--variable")?)?,
+            other => bail!("unknown argument {other}; see `ciba-host help`"),
+        }
+    }
+    Ok(out)
+}
+
+const HELP: &str = "ciba-host: runs this Spin bundle without Spin
+
+  ciba-host dev   [--listen ADDR]   generate .dev/ on first run, build, serve on 127.0.0.1:3000
+  ciba-host up    [--from spin.toml] [--listen ADDR] [--build] [--state-dir DIR] [--variable name=value|name=@file]...
+  ciba-host build [--from spin.toml]";
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let mut args = parse_args()?;
+    let manifest = Manifest::load(&args.manifest)?;
+    match args.command.as_str() {
+        "build" => return ciba_host::build::build_all(&manifest),
+        "up" => {}
+        "dev" => {
+            let folder = DevFolder::new(manifest.dir.join(".dev"));
+            if folder.ensure()? {
+                eprintln!("Generated development keys, demo client, user and device token in {}", folder.dir().display());
+            }
+            folder.overrides(&mut args.overrides)?;
+            args.overrides.set("issuer", format!("http://{}", args.listen));
+            args.build = true;
+        }
+        _ => {
+            println!("{HELP}");
+            return Ok(());
+        }
+    }
+    if args.build {
+        ciba_host::build::build_all(&manifest)?;
+    }
+    let state_dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => manifest.dir.join(".spin").display().to_string(),
+    };
+    let db = PathBuf::from(&state_dir).join("sqlite_key_value.db");
+    let store = if state_dir.is_empty() { StoreLocation::Memory } else { StoreLocation::File(&db) };
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let runtime = Runtime::new()?;
+    let app = Arc::new(App::load(&runtime, &manifest, &args.overrides, &env, store)?);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("Serving http://{}", args.listen);
+    println!("Available Routes:");
+    for route in app.router().routes() {
+        println!("  {}: http://{}{}", route.component, args.listen, route.raw);
+    }
+    serve(listener, app, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+}

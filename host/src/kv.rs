@@ -1,0 +1,198 @@
+//! The embedded key-value store: one SQLite file with Spin's schema and Spin's semantics
+//! (`crates/key-value-spin`): every label's pairs in one table, `increment` as an 8-byte
+//! little-endian integer inside a transaction, and compare-and-swap as an `UPDATE … WHERE
+//! value = <value read by current>`, or an unconditional upsert when the key was absent.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// A store failure, reported to the guest as `other(...)`.
+pub type KvError = String;
+
+/// The SQLite-backed store shared by every component instance.
+pub struct SqliteKv {
+    conn: Mutex<Connection>,
+}
+
+fn sql(e: rusqlite::Error) -> KvError {
+    format!("sqlite: {e}")
+}
+
+impl SqliteKv {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open the key-value store {}", path.display()))?;
+        Self::init(conn)
+    }
+
+    /// A store that lives in memory only.
+    pub fn in_memory() -> anyhow::Result<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> anyhow::Result<Self> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS spin_key_value (
+                store TEXT NOT NULL,
+                key TEXT NOT NULL,
+                value BLOB NOT NULL,
+                PRIMARY KEY (store, key))",
+            [],
+        )?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, KvError> {
+        self.conn.lock().map_err(|_| "store lock poisoned".to_string())
+    }
+
+    /// The value under `key` in `store`.
+    pub fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.conn()?
+            .query_row(
+                "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                params![store, key],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sql)
+    }
+
+    /// Writes `value` under `key`.
+    pub fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.conn()?
+            .execute(
+                "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(store, key) DO UPDATE SET value = ?3",
+                params![store, key, value],
+            )
+            .map(drop)
+            .map_err(sql)
+    }
+
+    /// Removes `key`.
+    pub fn delete(&self, store: &str, key: &str) -> Result<(), KvError> {
+        self.conn()?
+            .execute(
+                "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                params![store, key],
+            )
+            .map(drop)
+            .map_err(sql)
+    }
+
+    /// Whether `key` exists.
+    pub fn exists(&self, store: &str, key: &str) -> Result<bool, KvError> {
+        Ok(self.get(store, key)?.is_some())
+    }
+
+    /// Every key of `store`.
+    pub fn keys(&self, store: &str) -> Result<Vec<String>, KvError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare("SELECT key FROM spin_key_value WHERE store = ?1")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map(params![store], |row| row.get(0))
+            .map_err(sql)?;
+        rows.collect::<Result<Vec<String>, _>>().map_err(sql)
+    }
+
+    /// Adds `delta` to the 8-byte little-endian counter under `key`, in one transaction.
+    pub fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, KvError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().map_err(sql)?;
+        let current: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                params![store, key],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sql)?;
+        let current = match current {
+            None => 0,
+            Some(bytes) => i64::from_le_bytes(
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| "the value under this key is not a counter".to_string())?,
+            ),
+        };
+        let new = current
+            .checked_add(delta)
+            .ok_or_else(|| "counter overflow".to_string())?;
+        tx.execute(
+            "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT(store, key) DO UPDATE SET value = ?3",
+            params![store, key, new.to_le_bytes().to_vec()],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(new)
+    }
+
+    /// The second half of a compare-and-swap: writes `new` if the value is still `seen` (what
+    /// `current` returned). With nothing seen, Spin upserts unconditionally. `Ok(false)` is a
+    /// lost race.
+    pub fn swap(
+        &self,
+        store: &str,
+        key: &str,
+        seen: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, KvError> {
+        match seen {
+            Some(old) => self
+                .conn()?
+                .execute(
+                    "UPDATE spin_key_value SET value = ?3 WHERE store = ?1 AND key = ?2 AND value = ?4",
+                    params![store, key, new, old],
+                )
+                .map(|changed| changed == 1)
+                .map_err(sql),
+            None => self.set(store, key, new).map(|()| true),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swap_fails_when_the_value_changed_since_current() {
+        let kv = SqliteKv::in_memory().unwrap();
+        kv.set("default", "k", b"v1").unwrap();
+        let seen = kv.get("default", "k").unwrap();
+        kv.set("default", "k", b"v2").unwrap();
+        assert!(!kv.swap("default", "k", seen.as_deref(), b"v3").unwrap());
+        assert_eq!(kv.get("default", "k").unwrap().unwrap(), b"v2");
+        let seen = kv.get("default", "k").unwrap();
+        assert!(kv.swap("default", "k", seen.as_deref(), b"v3").unwrap());
+        assert_eq!(kv.get("default", "k").unwrap().unwrap(), b"v3");
+    }
+
+    #[test]
+    fn increment_is_a_little_endian_counter_per_store() {
+        let kv = SqliteKv::in_memory().unwrap();
+        assert_eq!(kv.increment("default", "c", 1).unwrap(), 1);
+        assert_eq!(kv.increment("default", "c", 2).unwrap(), 3);
+        assert_eq!(kv.increment("other", "c", 1).unwrap(), 1);
+        assert_eq!(kv.get("default", "c").unwrap().unwrap(), 3i64.to_le_bytes());
+        kv.set("default", "s", b"text").unwrap();
+        assert!(kv.increment("default", "s", 1).is_err());
+        assert_eq!(kv.keys("default").unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,13 @@
+//! A local runner for this Spin bundle, for where Spin is not installed (CI, a fresh
+//! laptop). It reads the same `spin.toml`, serves the same `.wasm` files over HTTP and gives
+//! them a persistent SQLite key-value store, implementing only the interfaces the components
+//! import, the way Spin 4 does. It is a runner for this bundle, not a new platform.
+
+pub mod build;
+pub mod dev;
+pub mod kv;
+pub mod manifest;
+pub mod routes;
+pub mod runtime;
+pub mod server;
+pub mod variables;

@@ -1,0 +1,433 @@
+//! The Wasm side: one engine, one linker with WASI, `wasi:http` (WASIp3) and the Spin host
+//! interfaces the components import (`wasi:keyvalue` store and atomics, `wasi:config`), and a
+//! pool of instances per component that are reused across requests as Spin reuses WASIp3
+//! instances (one request at a time per instance, up to [`MAX_INSTANCE_REUSE`] requests).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::WasiHttpCtx;
+use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
+use wasmtime_wasi_http::p3::{WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::kv::SqliteKv;
+
+/// Spin's default `max_instance_reuse_count`.
+pub const MAX_INSTANCE_REUSE: u32 = 128;
+/// Idle instances kept per component.
+const MAX_IDLE: usize = 16;
+/// The largest response body collected from a guest.
+const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+wasmtime::component::bindgen!({
+    path: "wit",
+    world: "ciba:host/imports",
+    imports: { default: trappable },
+    with: {
+        "wasi:keyvalue/store.bucket": Bucket,
+        "wasi:keyvalue/atomics.cas": Cas,
+    },
+});
+
+use wasi::config::store as config;
+use wasi::keyvalue::{atomics, store as kv};
+
+/// An open store label, as the guest's `bucket`.
+pub struct Bucket {
+    label: String,
+}
+
+/// A compare-and-swap in progress: what `current` saw, if it was called.
+pub struct Cas {
+    label: String,
+    key: String,
+    seen: Option<Vec<u8>>,
+}
+
+/// No outbound HTTP: the components declare no `allowed_outbound_hosts`, and Spin denies
+/// requests to hosts not listed there.
+struct NoOutbound;
+
+type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, ErrorCode>;
+type IoFuture = Box<dyn Future<Output = Result<(), ErrorCode>> + Send>;
+
+impl WasiHttpHooks for NoOutbound {
+    fn send_request(
+        &mut self,
+        _request: http::Request<Body>,
+        _options: Option<wasmtime_wasi_http::p3::RequestOptions>,
+        _io: IoFuture,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (http::Response<Body>, IoFuture),
+                    wasmtime_wasi::TrappableError<ErrorCode>,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(ErrorCode::HttpRequestDenied.into()) })
+    }
+}
+
+/// What one component instance's store holds.
+pub struct Ctx {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: NoOutbound,
+    component: Arc<ComponentEnv>,
+}
+
+/// What a component may see: its variables and its store labels.
+pub struct ComponentEnv {
+    /// The component id.
+    pub id: String,
+    /// Its resolved variables.
+    pub variables: HashMap<String, String>,
+    /// `key_value_stores`.
+    pub key_value_stores: Vec<String>,
+    /// The shared store.
+    pub kv: Arc<SqliteKv>,
+}
+
+impl WasiView for Ctx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Ctx {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.hooks,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
+impl config::Host for Ctx {
+    fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, config::Error>> {
+        // Spin: an undefined or invalid name reads as none.
+        Ok(Ok(self.component.variables.get(&key).cloned()))
+    }
+
+    fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, config::Error>> {
+        Ok(Ok(self
+            .component
+            .variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()))
+    }
+}
+
+impl kv::Host for Ctx {
+    fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<Bucket>, kv::Error>> {
+        if !self.component.key_value_stores.contains(&identifier) {
+            return Ok(Err(kv::Error::AccessDenied));
+        }
+        // The local host backs only the `default` label, as `spin up` does without a
+        // runtime configuration.
+        if identifier != "default" {
+            return Ok(Err(kv::Error::NoSuchStore));
+        }
+        Ok(Ok(self.table.push(Bucket { label: identifier })?))
+    }
+}
+
+fn other(e: String) -> kv::Error {
+    kv::Error::Other(e)
+}
+
+impl Ctx {
+    fn label(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<String> {
+        Ok(self.table.get(bucket)?.label.clone())
+    }
+}
+
+impl kv::HostBucket for Ctx {
+    fn get(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
+        let label = self.label(&bucket)?;
+        Ok(self.component.kv.get(&label, &key).map_err(other))
+    }
+
+    fn set(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), kv::Error>> {
+        let label = self.label(&bucket)?;
+        Ok(self.component.kv.set(&label, &key, &value).map_err(other))
+    }
+
+    fn delete(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), kv::Error>> {
+        let label = self.label(&bucket)?;
+        Ok(self.component.kv.delete(&label, &key).map_err(other))
+    }
+
+    fn exists(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, kv::Error>> {
+        let label = self.label(&bucket)?;
+        Ok(self.component.kv.exists(&label, &key).map_err(other))
+    }
+
+    fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<String>,
+    ) -> wasmtime::Result<Result<kv::KeyResponse, kv::Error>> {
+        if cursor.is_some() {
+            return Ok(Err(kv::Error::Other("cursor not supported".into())));
+        }
+        let label = self.label(&bucket)?;
+        Ok(self
+            .component
+            .kv
+            .keys(&label)
+            .map(|keys| kv::KeyResponse { keys, cursor: None })
+            .map_err(other))
+    }
+
+    fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for Ctx {
+    fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: i64,
+    ) -> wasmtime::Result<Result<i64, kv::Error>> {
+        let label = self.label(&bucket)?;
+        Ok(self.component.kv.increment(&label, &key, delta).map_err(other))
+    }
+
+    fn swap(
+        &mut self,
+        cas: Resource<Cas>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), atomics::CasError>> {
+        let cas = self.table.delete(cas)?;
+        match self
+            .component
+            .kv
+            .swap(&cas.label, &cas.key, cas.seen.as_deref(), &value)
+        {
+            Ok(true) => Ok(Ok(())),
+            // Spin answers a lost race with a fresh handle that has already read the value.
+            Ok(false) => match self.component.kv.get(&cas.label, &cas.key) {
+                Ok(seen) => {
+                    let fresh = self.table.push(Cas {
+                        label: cas.label,
+                        key: cas.key,
+                        seen,
+                    })?;
+                    Ok(Err(atomics::CasError::CasFailed(fresh)))
+                }
+                Err(e) => Ok(Err(atomics::CasError::StoreError(other(e)))),
+            },
+            Err(e) => Ok(Err(atomics::CasError::StoreError(other(e)))),
+        }
+    }
+}
+
+impl atomics::HostCas for Ctx {
+    fn new(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<Resource<Cas>, kv::Error>> {
+        let label = self.label(&bucket)?;
+        Ok(Ok(self.table.push(Cas {
+            label,
+            key,
+            seen: None,
+        })?))
+    }
+
+    fn current(&mut self, cas: Resource<Cas>) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
+        let (label, key) = {
+            let c = self.table.get(&cas)?;
+            (c.label.clone(), c.key.clone())
+        };
+        match self.component.kv.get(&label, &key) {
+            Ok(value) => {
+                self.table.get_mut(&cas)?.seen = value.clone();
+                Ok(Ok(value))
+            }
+            Err(e) => Ok(Err(other(e))),
+        }
+    }
+
+    fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
+        Ok(())
+    }
+}
+
+/// The engine and linker, made once per process.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<Ctx>,
+}
+
+impl Runtime {
+    /// An engine with the component model's async support, as WASIp3 needs.
+    pub fn new() -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model_async(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+        Imports::add_to_linker::<Ctx, HasSelf<Ctx>>(&mut linker, |ctx| ctx)?;
+        Ok(Self { engine, linker })
+    }
+
+    /// Compiles a component.
+    pub fn compile(&self, wasm: &[u8]) -> anyhow::Result<Component> {
+        Ok(Component::new(&self.engine, wasm)?)
+    }
+
+    /// Links a compiled component for serving.
+    pub fn prepare(&self, component: &Component, env: ComponentEnv) -> anyhow::Result<Handler> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("component {} imports what this host does not provide", env.id))?;
+        let pre = ServicePre::new(pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("component {} does not export wasi:http/handler@0.3.0", env.id))?;
+        Ok(Handler {
+            engine: self.engine.clone(),
+            pre,
+            env: Arc::new(env),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+struct Instance {
+    store: Store<Ctx>,
+    service: Service,
+    uses: u32,
+}
+
+/// Serves requests with one component, reusing its instances.
+pub struct Handler {
+    engine: Engine,
+    pre: ServicePre<Ctx>,
+    env: Arc<ComponentEnv>,
+    idle: Mutex<Vec<Instance>>,
+}
+
+/// The response of a guest, fully read.
+pub type GuestResponse = http::Response<Full<Bytes>>;
+
+impl Handler {
+    /// The component's id.
+    pub fn id(&self) -> &str {
+        &self.env.id
+    }
+
+    async fn instance(&self) -> anyhow::Result<Instance> {
+        if let Some(instance) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok(instance);
+        }
+        let wasi = WasiCtxBuilder::new().inherit_stdout().inherit_stderr().build();
+        let mut store = Store::new(
+            &self.engine,
+            Ctx {
+                table: ResourceTable::new(),
+                wasi,
+                http: WasiHttpCtx::new(),
+                hooks: NoOutbound,
+                component: self.env.clone(),
+            },
+        );
+        let service = self.pre.instantiate_async(&mut store).await?;
+        Ok(Instance {
+            store,
+            service,
+            uses: 0,
+        })
+    }
+
+    /// Runs one request through the component and reads the whole response.
+    pub async fn handle<B>(&self, request: http::Request<B>) -> anyhow::Result<GuestResponse>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::p3::bindings::http::types::ErrorCode>,
+    {
+        let mut instance = self.instance().await?;
+        let (request, request_io) = wasmtime_wasi_http::p3::Request::from_http(request);
+        let service = &instance.service;
+        let result = instance
+            .store
+            .run_concurrent(async |accessor| {
+                let response = async {
+                    let response = service
+                        .handle(accessor, request)
+                        .await?
+                        .map_err(|e| anyhow::anyhow!("the component failed: {e:?}"))?;
+                    let response = accessor.with(|access| response.into_http(access, async { Ok(()) }))?;
+                    let (parts, body) = response.into_parts();
+                    let body = http_body_util::Limited::new(body, MAX_RESPONSE_BYTES)
+                        .collect()
+                        .await
+                        .map_err(|e| anyhow::anyhow!("cannot read the component's response: {e}"))?
+                        .to_bytes();
+                    anyhow::Ok(http::Response::from_parts(parts, Full::new(body)))
+                };
+                let (response, ()) = tokio::try_join!(response, async {
+                    request_io
+                        .await
+                        .map_err(|e| anyhow::anyhow!("request body: {e:?}"))
+                })?;
+                anyhow::Ok(response)
+            })
+            .await;
+        match result {
+            Ok(Ok(response)) => {
+                instance.uses += 1;
+                if instance.uses < MAX_INSTANCE_REUSE
+                    && let Ok(mut idle) = self.idle.lock()
+                    && idle.len() < MAX_IDLE
+                {
+                    idle.push(instance);
+                }
+                Ok(response)
+            }
+            // A trap or a failed request: the instance is dropped, never reused.
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
