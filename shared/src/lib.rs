@@ -24,3 +24,8 @@ pub mod jose;
 pub mod store;
 pub mod types;
 pub mod users;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
+mod config_tests;

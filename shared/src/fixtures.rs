@@ -1,0 +1,64 @@
+//! Key material for the unit tests, generated once per test run (never committed).
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+
+use crate::config::var;
+
+/// Two signing keys (current, retired) and one encryption key.
+pub struct Keys {
+    pub signing: Value,
+    pub retired: Value,
+    pub encryption: Value,
+    pub client_public: Value,
+}
+
+pub fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let client = devkeys::rsa_key(2048).unwrap();
+        Keys {
+            signing: devkeys::signing_jwk("sig-current").unwrap(),
+            retired: devkeys::signing_jwk("sig-retired").unwrap(),
+            encryption: devkeys::encryption_jwk("enc-1").unwrap(),
+            client_public: devkeys::public_jwk(
+                &devkeys::rsa::RsaPublicKey::from(&client),
+                "client-key-1",
+                "sig",
+                "PS256",
+            ),
+        }
+    })
+}
+
+/// A client registration that passes every check.
+pub fn client(id: &str) -> Value {
+    json!({
+        "client_id": id,
+        "jwks": { "keys": [keys().client_public] },
+        "token_endpoint_auth_method": "private_key_jwt",
+        "scope": "openid consents payments",
+        "grant_types": ["urn:openid:params:grant-type:ciba", "client_credentials", "refresh_token"],
+    })
+}
+
+/// Every variable, each valid.
+pub fn variables() -> HashMap<&'static str, String> {
+    let k = keys();
+    HashMap::from([
+        (var::ISSUER, "https://auth.bank.example".to_string()),
+        (var::SIGNING_KEYS, json!({ "keys": [k.signing, k.retired] }).to_string()),
+        (var::ENCRYPTION_KEYS, json!({ "keys": [k.encryption] }).to_string()),
+        (var::CLIENTS, json!([client("tpp-1")]).to_string()),
+        (var::USERS, json!([{ "sub": "u1", "cpf": "52998224725" }]).to_string()),
+        (var::DEVICE_API_TOKEN, "d".repeat(43)),
+        (var::CLIENT_CERT_HEADER, "x-ssl-client-cert".to_string()),
+        (var::ACCESS_TOKEN_TTL, "900".to_string()),
+        (var::AUTH_REQ_TTL, "300".to_string()),
+        (var::POLL_INTERVAL, "5".to_string()),
+        (var::ID_TOKEN_TTL, "15552000".to_string()),
+        (var::REFRESH_TOKEN_TTL, "31536000".to_string()),
+    ])
+}
