@@ -30,7 +30,11 @@ pub fn rsa_key(bits: usize) -> anyhow::Result<RsaPrivateKey> {
 }
 
 /// A self-signed certificate (DER) for `key`, valid for `days` days from now.
-pub fn self_signed_certificate(key: &RsaPrivateKey, subject: &str, days: u64) -> anyhow::Result<Vec<u8>> {
+pub fn self_signed_certificate(
+    key: &RsaPrivateKey,
+    subject: &str,
+    days: u64,
+) -> anyhow::Result<Vec<u8>> {
     let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key.clone());
     let mut serial = [0u8; 16];
     getrandom::fill(&mut serial).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -60,7 +64,13 @@ pub fn public_jwk(key: &RsaPublicKey, kid: &str, key_use: &str, alg: &str) -> Va
 }
 
 /// A private RSA JWK, with `x5c` when a certificate is given.
-pub fn private_jwk(key: &RsaPrivateKey, kid: &str, key_use: &str, alg: &str, cert: Option<&[u8]>) -> Value {
+pub fn private_jwk(
+    key: &RsaPrivateKey,
+    kid: &str,
+    key_use: &str,
+    alg: &str,
+    cert: Option<&[u8]>,
+) -> Value {
     let mut jwk = public_jwk(&RsaPublicKey::from(key), kid, key_use, alg);
     let primes = key.primes();
     jwk["d"] = json!(b64u(&key.d().to_bytes_be()));
@@ -100,4 +110,3 @@ pub fn random_token() -> anyhow::Result<String> {
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     Ok(b64u(&bytes))
 }
-

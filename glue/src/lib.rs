@@ -75,8 +75,11 @@ pub async fn read_request(
         .iter()
         .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect::<Vec<_>>();
+    // Spin appends its own headers after the client's: a client-sent `spin-path-info`
+    // comes first, so only the last value is Spin's.
     let path_info = headers
         .iter()
+        .rev()
         .find(|(n, _)| n == "spin-path-info")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
@@ -98,8 +101,8 @@ pub async fn read_request(
 /// Writes the shared crate's response as Spin's.
 pub fn write_response(response: ciba::http::Response) -> http::Response<Full<Bytes>> {
     let mut out = http::Response::new(Full::new(Bytes::from(response.body)));
-    *out.status_mut() =
-        http::StatusCode::from_u16(response.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *out.status_mut() = http::StatusCode::from_u16(response.status)
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in response.headers {
         if let Ok(value) = http::HeaderValue::from_str(&value) {
             out.headers_mut().append(name, value);

@@ -46,15 +46,30 @@ impl DevFolder {
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
         let write = |name: &str, text: String| -> anyhow::Result<()> {
             let path = self.dir.join(name);
-            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             restrict(&path)
         };
         let client_key = rsa_key(2048)?;
         let client_private = private_jwk(&client_key, "demo-client-key-1", "sig", "PS256", None);
-        let client_public = public_jwk(&RsaPublicKey::from(&client_key), "demo-client-key-1", "sig", "PS256");
-        write("signing_keys.json", json!({ "keys": [signing_jwk("dev-signing-1")?] }).to_string())?;
-        write("encryption_keys.json", json!({ "keys": [encryption_jwk("dev-encryption-1")?] }).to_string())?;
-        write("demo_client_private_key.json", json!({ "keys": [client_private] }).to_string())?;
+        let client_public = public_jwk(
+            &RsaPublicKey::from(&client_key),
+            "demo-client-key-1",
+            "sig",
+            "PS256",
+        );
+        write(
+            "signing_keys.json",
+            json!({ "keys": [signing_jwk("dev-signing-1")?] }).to_string(),
+        )?;
+        write(
+            "encryption_keys.json",
+            json!({ "keys": [encryption_jwk("dev-encryption-1")?] }).to_string(),
+        )?;
+        write(
+            "demo_client_private_key.json",
+            json!({ "keys": [client_private] }).to_string(),
+        )?;
         write(
             "clients.json",
             json!([{

@@ -54,7 +54,9 @@ impl SqliteKv {
     }
 
     fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, KvError> {
-        self.conn.lock().map_err(|_| "store lock poisoned".to_string())
+        self.conn
+            .lock()
+            .map_err(|_| "store lock poisoned".to_string())
     }
 
     /// The value under `key` in `store`.

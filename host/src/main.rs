@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use ciba_host::dev::DevFolder;
 use ciba_host::manifest::Manifest;
-use ciba_host::runtime::Runtime;
+use ciba_host::runtime::{Logs, Runtime};
 use ciba_host::server::{App, StoreLocation, serve};
 use ciba_host::variables::Overrides;
 
@@ -42,7 +42,11 @@ fn parse_args() -> anyhow::Result<Args> {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--from" | "-f" => out.manifest = value("--from")?.into(),
-            "--listen" => out.listen = value("--listen")?.parse().context("--listen takes host:port")?,
+            "--listen" => {
+                out.listen = value("--listen")?
+                    .parse()
+                    .context("--listen takes host:port")?
+            }
             "--build" => out.build = true,
             "--state-dir" => out.state_dir = Some(value("--state-dir")?),
             "--variable" => out.overrides.add(&value("--variable")?)?,
@@ -75,10 +79,14 @@ async fn run() -> anyhow::Result<()> {
         "dev" => {
             let folder = DevFolder::new(manifest.dir.join(".dev"));
             if folder.ensure()? {
-                eprintln!("Generated development keys, demo client, user and device token in {}", folder.dir().display());
+                eprintln!(
+                    "Generated development keys, demo client, user and device token in {}",
+                    folder.dir().display()
+                );
             }
             folder.overrides(&mut args.overrides)?;
-            args.overrides.set("issuer", format!("http://{}", args.listen));
+            args.overrides
+                .set("issuer", format!("http://{}", args.listen));
             args.build = true;
         }
         _ => {
@@ -94,10 +102,21 @@ async fn run() -> anyhow::Result<()> {
         None => manifest.dir.join(".spin").display().to_string(),
     };
     let db = PathBuf::from(&state_dir).join("sqlite_key_value.db");
-    let store = if state_dir.is_empty() { StoreLocation::Memory } else { StoreLocation::File(&db) };
+    let store = if state_dir.is_empty() {
+        StoreLocation::Memory
+    } else {
+        StoreLocation::File(&db)
+    };
     let env: HashMap<String, String> = std::env::vars().collect();
     let runtime = Runtime::new()?;
-    let app = Arc::new(App::load(&runtime, &manifest, &args.overrides, &env, store)?);
+    let app = Arc::new(App::load(
+        &runtime,
+        &manifest,
+        &args.overrides,
+        &env,
+        store,
+        Logs::Inherit,
+    )?);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

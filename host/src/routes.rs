@@ -58,7 +58,11 @@ impl Router {
     /// The route for `path`, if any.
     pub fn find<'a>(&'a self, path: &'a str) -> Option<Match<'a>> {
         let trimmed = path.trim_end_matches('/');
-        if let Some(r) = self.routes.iter().find(|r| !r.wildcard && r.base == trimmed) {
+        if let Some(r) = self
+            .routes
+            .iter()
+            .find(|r| !r.wildcard && r.base == trimmed)
+        {
             return Some(Match {
                 raw: &r.raw,
                 base: &r.base,
@@ -68,10 +72,7 @@ impl Router {
         }
         self.routes
             .iter()
-            .filter(|r| {
-                r.wildcard
-                    && (path == r.base || path.starts_with(&format!("{}/", r.base)))
-            })
+            .filter(|r| r.wildcard && (path == r.base || path.starts_with(&format!("{}/", r.base))))
             .max_by_key(|r| r.base.len())
             .map(|r| Match {
                 raw: &r.raw,
@@ -100,7 +101,12 @@ mod tests {
 
     #[test]
     fn exact_beats_wildcard_and_longest_prefix_wins() {
-        let r = Router::new(&[t("/...", "any"), t("/device/...", "device"), t("/jwks", "jwks"), t("/device/x", "x")]);
+        let r = Router::new(&[
+            t("/...", "any"),
+            t("/device/...", "device"),
+            t("/jwks", "jwks"),
+            t("/device/x", "x"),
+        ]);
         assert_eq!(r.find("/jwks").unwrap().component, "jwks");
         assert_eq!(r.find("/device/x").unwrap().component, "x");
         let m = r.find("/device/requests/abc").unwrap();

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, Store};
+pub use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::WasiHttpCtx;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
@@ -85,6 +86,15 @@ pub struct Ctx {
     component: Arc<ComponentEnv>,
 }
 
+/// Where a component's stdout and stderr go.
+#[derive(Clone)]
+pub enum Logs {
+    /// To the host's own (as `spin up` prints them).
+    Inherit,
+    /// Into a buffer that tests read.
+    Capture(MemoryOutputPipe),
+}
+
 /// What a component may see: its variables and its store labels.
 pub struct ComponentEnv {
     /// The component id.
@@ -95,6 +105,8 @@ pub struct ComponentEnv {
     pub key_value_stores: Vec<String>,
     /// The shared store.
     pub kv: Arc<SqliteKv>,
+    /// Its logs.
+    pub logs: Logs,
 }
 
 impl WasiView for Ctx {
@@ -133,7 +145,10 @@ impl config::Host for Ctx {
 }
 
 impl kv::Host for Ctx {
-    fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<Bucket>, kv::Error>> {
+    fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<Bucket>, kv::Error>> {
         if !self.component.key_value_stores.contains(&identifier) {
             return Ok(Err(kv::Error::AccessDenied));
         }
@@ -225,7 +240,11 @@ impl atomics::Host for Ctx {
         delta: i64,
     ) -> wasmtime::Result<Result<i64, kv::Error>> {
         let label = self.label(&bucket)?;
-        Ok(self.component.kv.increment(&label, &key, delta).map_err(other))
+        Ok(self
+            .component
+            .kv
+            .increment(&label, &key, delta)
+            .map_err(other))
     }
 
     fn swap(
@@ -271,7 +290,10 @@ impl atomics::HostCas for Ctx {
         })?))
     }
 
-    fn current(&mut self, cas: Resource<Cas>) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
+    fn current(
+        &mut self,
+        cas: Resource<Cas>,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
         let (label, key) = {
             let c = self.table.get(&cas)?;
             (c.label.clone(), c.key.clone())
@@ -291,10 +313,11 @@ impl atomics::HostCas for Ctx {
     }
 }
 
-/// The engine and linker, made once per process.
+/// The engine and linker, made once per process, and the components compiled so far.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<Ctx>,
+    compiled: Mutex<HashMap<Vec<u8>, Component>>,
 }
 
 impl Runtime {
@@ -307,12 +330,31 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
         Imports::add_to_linker::<Ctx, HasSelf<Ctx>>(&mut linker, |ctx| ctx)?;
-        Ok(Self { engine, linker })
+        Ok(Self {
+            engine,
+            linker,
+            compiled: Mutex::new(HashMap::new()),
+        })
     }
 
-    /// Compiles a component.
+    /// Compiles a component, once per distinct binary (a restart in the same process reuses
+    /// the machine code).
     pub fn compile(&self, wasm: &[u8]) -> anyhow::Result<Component> {
-        Ok(Component::new(&self.engine, wasm)?)
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(wasm).to_vec();
+        if let Some(c) = self
+            .compiled
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&digest).cloned())
+        {
+            return Ok(c);
+        }
+        let component = Component::new(&self.engine, wasm)?;
+        if let Ok(mut cache) = self.compiled.lock() {
+            cache.insert(digest, component.clone());
+        }
+        Ok(component)
     }
 
     /// Links a compiled component for serving.
@@ -321,10 +363,20 @@ impl Runtime {
             .linker
             .instantiate_pre(component)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("component {} imports what this host does not provide", env.id))?;
+            .with_context(|| {
+                format!(
+                    "component {} imports what this host does not provide",
+                    env.id
+                )
+            })?;
         let pre = ServicePre::new(pre)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("component {} does not export wasi:http/handler@0.3.0", env.id))?;
+            .with_context(|| {
+                format!(
+                    "component {} does not export wasi:http/handler@0.3.0",
+                    env.id
+                )
+            })?;
         Ok(Handler {
             engine: self.engine.clone(),
             pre,
@@ -361,7 +413,12 @@ impl Handler {
         if let Some(instance) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
             return Ok(instance);
         }
-        let wasi = WasiCtxBuilder::new().inherit_stdout().inherit_stderr().build();
+        let mut wasi = WasiCtxBuilder::new();
+        match &self.env.logs {
+            Logs::Inherit => wasi.inherit_stdout().inherit_stderr(),
+            Logs::Capture(pipe) => wasi.stdout(pipe.clone()).stderr(pipe.clone()),
+        };
+        let wasi = wasi.build();
         let mut store = Store::new(
             &self.engine,
             Ctx {
@@ -397,7 +454,8 @@ impl Handler {
                         .handle(accessor, request)
                         .await?
                         .map_err(|e| anyhow::anyhow!("the component failed: {e:?}"))?;
-                    let response = accessor.with(|access| response.into_http(access, async { Ok(()) }))?;
+                    let response =
+                        accessor.with(|access| response.into_http(access, async { Ok(()) }))?;
                     let (parts, body) = response.into_parts();
                     let body = http_body_util::Limited::new(body, MAX_RESPONSE_BYTES)
                         .collect()

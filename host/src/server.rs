@@ -17,7 +17,7 @@ use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 use crate::kv::SqliteKv;
 use crate::manifest::Manifest;
 use crate::routes::Router;
-use crate::runtime::{ComponentEnv, Handler, Runtime};
+use crate::runtime::{ComponentEnv, Handler, Logs, Runtime};
 use crate::variables::{self, Overrides};
 
 /// A loaded application: its routes and a handler per component.
@@ -42,6 +42,7 @@ impl App {
         overrides: &Overrides,
         env: &HashMap<String, String>,
         store: StoreLocation<'_>,
+        logs: Logs,
     ) -> anyhow::Result<Self> {
         let vars = variables::resolve(manifest, overrides, env)?;
         let kv = Arc::new(match store {
@@ -71,8 +72,12 @@ impl App {
                 variables: vars.get(&route.component).cloned().unwrap_or_default(),
                 key_value_stores: decl.key_value_stores.clone(),
                 kv: kv.clone(),
+                logs: logs.clone(),
             };
-            handlers.insert(route.component.clone(), Arc::new(runtime.prepare(&component, env)?));
+            handlers.insert(
+                route.component.clone(),
+                Arc::new(runtime.prepare(&component, env)?),
+            );
         }
         Ok(Self { router, handlers })
     }
@@ -146,7 +151,8 @@ impl App {
 
 fn plain(status: u16, body: &'static str) -> hyper::Response<Full<Bytes>> {
     let mut response = hyper::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     response
 }
 

@@ -18,7 +18,9 @@ impl Overrides {
     pub fn add(&mut self, arg: &str) -> anyhow::Result<()> {
         if let Some(file) = arg.strip_prefix('@') {
             if !file.ends_with(".json") {
-                bail!("--variable @{file}: only a .json file of names and values can be given this way");
+                bail!(
+                    "--variable @{file}: only a .json file of names and values can be given this way"
+                );
             }
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("--variable @{file}: cannot read the file"))?;
@@ -164,15 +166,24 @@ key = "{{ secret_key }}"
         let mut o = Overrides::default();
         o.add("secret_key=s3").unwrap();
         let env = HashMap::from([
-            ("SPIN_VARIABLE_ISSUER".to_string(), "https://env.example".to_string()),
-            ("SPIN_VARIABLE_SECRET_KEY".to_string(), "from-env".to_string()),
+            (
+                "SPIN_VARIABLE_ISSUER".to_string(),
+                "https://env.example".to_string(),
+            ),
+            (
+                "SPIN_VARIABLE_SECRET_KEY".to_string(),
+                "from-env".to_string(),
+            ),
         ]);
         let vars = resolve(&m, &o, &env).unwrap();
         let x = &vars["x"];
         assert_eq!(x["issuer"], "https://env.example");
         assert_eq!(x["url"], "https://env.example/jwks");
         assert_eq!(x["key"], "s3");
-        assert!(!x.contains_key("ttl"), "a component sees only its own variables");
+        assert!(
+            !x.contains_key("ttl"),
+            "a component sees only its own variables"
+        );
     }
 
     #[test]

@@ -132,8 +132,8 @@ impl Clients {
         })?;
         let mut clients: Vec<Client> = Vec::with_capacity(raw.len());
         for (i, r) in raw.into_iter().enumerate() {
-            let client =
-                check(r).map_err(|why| ConfigError::new(var::CLIENTS, format!("clients[{i}]: {why}")))?;
+            let client = check(r)
+                .map_err(|why| ConfigError::new(var::CLIENTS, format!("clients[{i}]: {why}")))?;
             if clients.iter().any(|c| c.client_id == client.client_id) {
                 return Err(ConfigError::new(
                     var::CLIENTS,
@@ -179,10 +179,15 @@ fn check(r: RawClient) -> Result<Client, String> {
         &r.backchannel_authentication_request_signing_alg,
         &r.id_token_signed_response_alg,
     ];
-    if ps256_only.iter().any(|a| a.as_deref().is_some_and(|a| a != "PS256")) {
+    if ps256_only
+        .iter()
+        .any(|a| a.as_deref().is_some_and(|a| a != "PS256"))
+    {
         return Err("every signing algorithm must be PS256 (GEN-2)".into());
     }
-    if r.backchannel_token_delivery_mode.as_deref().is_some_and(|m| m != "poll")
+    if r.backchannel_token_delivery_mode
+        .as_deref()
+        .is_some_and(|m| m != "poll")
         || r.backchannel_client_notification_endpoint.is_some()
     {
         return Err("backchannel_token_delivery_mode must be poll (REG-2)".into());
@@ -216,13 +221,27 @@ fn check(r: RawClient) -> Result<Client, String> {
         (None, Some(_)) => return Err("jwks_uri must be an https URL".into()),
         _ => return Err("exactly one of jwks and jwks_uri is required".into()),
     };
-    let subject_dn = r.tls_client_auth_subject_dn.filter(|dn| !dn.trim().is_empty());
+    let subject_dn = r
+        .tls_client_auth_subject_dn
+        .filter(|dn| !dn.trim().is_empty());
     if auth_method == AuthMethod::TlsClientAuth && subject_dn.is_none() {
         return Err("tls_client_auth needs tls_client_auth_subject_dn (CLI-8)".into());
     }
-    let scopes: Vec<String> = r.scope.split(' ').filter(|s| !s.is_empty()).map(String::from).collect();
-    if scopes.iter().any(|s| s.contains(':') || !s.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')) {
-        return Err("scope must list plain scope names (consent:<id> is requested, not registered)".into());
+    let scopes: Vec<String> = r
+        .scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    if scopes.iter().any(|s| {
+        s.contains(':')
+            || !s
+                .bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+    }) {
+        return Err(
+            "scope must list plain scope names (consent:<id> is requested, not registered)".into(),
+        );
     }
     let mut grant_types = Vec::new();
     for g in &r.grant_types {

@@ -58,7 +58,11 @@ impl ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "configuration variable `{}`: {}", self.variable, self.problem)
+        write!(
+            f,
+            "configuration variable `{}`: {}",
+            self.variable, self.problem
+        )
     }
 }
 
@@ -155,9 +159,10 @@ fn seconds(
     clause: &str,
 ) -> Result<u32, ConfigError> {
     let text = required(vars, name)?;
-    let value: u32 = text.trim().parse().map_err(|_| {
-        ConfigError::new(name, "must be a whole number of seconds")
-    })?;
+    let value: u32 = text
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError::new(name, "must be a whole number of seconds"))?;
     if !range.contains(&value) {
         return Err(ConfigError::new(
             name,

@@ -18,7 +18,10 @@ fn problem(name: &'static str, value: impl Into<String>) -> String {
     let text = err.to_string();
     assert!(text.contains(name), "{text}");
     if value.len() > 8 {
-        assert!(!text.contains(&value), "the error must not echo the value: {text}");
+        assert!(
+            !text.contains(&value),
+            "the error must not echo the value: {text}"
+        );
     }
     text
 }
@@ -70,7 +73,11 @@ fn every_variable_is_required_and_named_when_missing() {
         let err = Config::load(&vars).unwrap_err();
         assert_eq!(err.variable, name);
         assert!(err.to_string().contains("is not set"), "{err}");
-        assert_eq!(load_with(name, "  ").unwrap_err().variable, name, "blank counts as missing");
+        assert_eq!(
+            load_with(name, "  ").unwrap_err().variable,
+            name,
+            "blank counts as missing"
+        );
     }
 }
 
@@ -90,7 +97,10 @@ fn tkn_3_access_token_ttl_only_300_to_900() {
     }
     for bad in ["299", "901", "3600", "-1", "abc", "1.5"] {
         let text = problem(var::ACCESS_TOKEN_TTL, bad);
-        assert!(text.contains("300") || text.contains("whole number"), "{text}");
+        assert!(
+            text.contains("300") || text.contains("whole number"),
+            "{text}"
+        );
     }
 }
 
@@ -110,7 +120,10 @@ fn bca_26_27_tkn_5_tok_19_other_lifetimes_are_ranged() {
 fn disc_1_issuer_is_an_https_url() {
     assert!(Issuer::parse("https://auth.bank.example").is_ok());
     assert!(Issuer::parse("https://auth.bank.example:8443/ciba").is_ok());
-    assert!(Issuer::parse("http://127.0.0.1:3000").is_ok(), "loopback for development");
+    assert!(
+        Issuer::parse("http://127.0.0.1:3000").is_ok(),
+        "loopback for development"
+    );
     assert!(Issuer::parse("http://localhost:3000").is_ok());
     for bad in [
         "http://auth.bank.example",
@@ -137,7 +150,10 @@ fn device_api_token_is_long_and_never_printed() {
     assert!(config.device_api_token.matches(&"d".repeat(43)));
     assert!(!config.device_api_token.matches(&"d".repeat(42)));
     assert!(!config.device_api_token.matches(&"d".repeat(44)));
-    assert!(!format!("{config:?}").contains(&"d".repeat(43)), "Debug must redact it");
+    assert!(
+        !format!("{config:?}").contains(&"d".repeat(43)),
+        "Debug must redact it"
+    );
 }
 
 #[test]
@@ -147,15 +163,36 @@ fn key_1_to_3_signing_keys_must_be_rsa_private_keys_of_2048_bits() {
         ("not json".into(), "JWK Set"),
         ("[]".into(), "JWK Set"),
         (set(&[]), "empty"),
-        (set(&[with_member(&k.signing, "kty", json!("EC"))]), "kty must be RSA"),
-        (set(&[with_member(&k.signing, "k", json!("c2VjcmV0"))]), "symmetric"),
+        (
+            set(&[with_member(&k.signing, "kty", json!("EC"))]),
+            "kty must be RSA",
+        ),
+        (
+            set(&[with_member(&k.signing, "k", json!("c2VjcmV0"))]),
+            "symmetric",
+        ),
         (set(&[without(&k.signing, "kid")]), "kid is required"),
         (set(&[without(&k.signing, "d")]), "d is required"),
-        (set(&[with_member(&k.signing, "alg", json!("RS256"))]), "alg must be PS256"),
-        (set(&[with_member(&k.signing, "use", json!("enc"))]), "use must be sig"),
-        (set(&[with_member(&k.signing, "d", json!("AQAB"))]), "do not form an RSA key"),
-        (set(&[with_member(&k.signing, "n", json!("not base64!"))]), "base64url"),
-        (set(&[k.signing.clone(), k.signing.clone()]), "kid is not unique"),
+        (
+            set(&[with_member(&k.signing, "alg", json!("RS256"))]),
+            "alg must be PS256",
+        ),
+        (
+            set(&[with_member(&k.signing, "use", json!("enc"))]),
+            "use must be sig",
+        ),
+        (
+            set(&[with_member(&k.signing, "d", json!("AQAB"))]),
+            "do not form an RSA key",
+        ),
+        (
+            set(&[with_member(&k.signing, "n", json!("not base64!"))]),
+            "base64url",
+        ),
+        (
+            set(&[k.signing.clone(), k.signing.clone()]),
+            "kid is not unique",
+        ),
     ];
     for (value, expected) in cases {
         let text = problem(var::SIGNING_KEYS, value);
@@ -181,7 +218,10 @@ fn key_4_signing_keys_need_a_certificate_for_their_own_key() {
     let swapped = with_member(&k.signing, "x5c", k.retired["x5c"].clone());
     let text = problem(var::SIGNING_KEYS, set(&[swapped]));
     assert!(text.contains("different key"), "{text}");
-    let text = problem(var::SIGNING_KEYS, set(&[with_member(&k.signing, "x5c", json!(["AAAA"]))]));
+    let text = problem(
+        var::SIGNING_KEYS,
+        set(&[with_member(&k.signing, "x5c", json!(["AAAA"]))]),
+    );
     assert!(text.contains("X.509"), "{text}");
     let text = problem(
         var::SIGNING_KEYS,
@@ -193,9 +233,15 @@ fn key_4_signing_keys_need_a_certificate_for_their_own_key() {
 #[test]
 fn key_2_5_encryption_keys_are_rsa_oaep_and_kids_unique_across_sets() {
     let k = keys();
-    let text = problem(var::ENCRYPTION_KEYS, set(&[with_member(&k.encryption, "alg", json!("RSA1_5"))]));
+    let text = problem(
+        var::ENCRYPTION_KEYS,
+        set(&[with_member(&k.encryption, "alg", json!("RSA1_5"))]),
+    );
     assert!(text.contains("RSA-OAEP"), "{text}");
-    let text = problem(var::ENCRYPTION_KEYS, set(&[with_member(&k.encryption, "use", json!("sig"))]));
+    let text = problem(
+        var::ENCRYPTION_KEYS,
+        set(&[with_member(&k.encryption, "use", json!("sig"))]),
+    );
     assert!(text.contains("use must be enc"), "{text}");
     let reused = with_member(&k.encryption, "kid", json!("sig-current"));
     let text = problem(var::ENCRYPTION_KEYS, set(&[reused]));
@@ -216,27 +262,80 @@ fn key_material_is_never_printed() {
     let config = Config::load(&variables()).unwrap();
     let printed = format!("{config:?}");
     let d = keys().signing["d"].as_str().unwrap();
-    assert!(!printed.contains(&d[..32]), "private exponent in Debug output");
-    assert!(printed.contains("sig-current"), "kids may be shown: {printed}");
+    assert!(
+        !printed.contains(&d[..32]),
+        "private exponent in Debug output"
+    );
+    assert!(
+        printed.contains("sig-current"),
+        "kids may be shown: {printed}"
+    );
 }
 
 #[test]
 fn cli_2_clients_register_only_allowed_methods_and_metadata() {
     let base = client("c1");
     let cases: Vec<(Value, &str)> = vec![
-        (with_member(&base, "token_endpoint_auth_method", json!("client_secret_basic")), "CLI-2"),
-        (with_member(&base, "token_endpoint_auth_method", json!("tls_client_auth")), "subject_dn"),
-        (with_member(&base, "backchannel_token_delivery_mode", json!("ping")), "poll"),
-        (with_member(&base, "backchannel_authentication_request_signing_alg", json!("RS256")), "PS256"),
-        (with_member(&base, "grant_types", json!(["authorization_code"])), "grant_types"),
-        (with_member(&base, "scope", json!("openid consent:abc")), "scope"),
-        (with_member(&base, "jwks_uri", json!("https://tpp.example/jwks")), "exactly one"),
-        (without(&base, "jwks"), "exactly one"),
-        (with_member(&without(&base, "jwks"), "jwks_uri", json!("http://tpp.example/jwks")), "https"),
-        (with_member(&base, "client_id", json!("")), "client_id"),
-        (with_member(&base, "unknown_member", json!(1)), "known members"),
         (
-            with_member(&base, "jwks", json!({ "keys": [with_member(&keys().client_public, "d", json!("AQAB"))] })),
+            with_member(
+                &base,
+                "token_endpoint_auth_method",
+                json!("client_secret_basic"),
+            ),
+            "CLI-2",
+        ),
+        (
+            with_member(
+                &base,
+                "token_endpoint_auth_method",
+                json!("tls_client_auth"),
+            ),
+            "subject_dn",
+        ),
+        (
+            with_member(&base, "backchannel_token_delivery_mode", json!("ping")),
+            "poll",
+        ),
+        (
+            with_member(
+                &base,
+                "backchannel_authentication_request_signing_alg",
+                json!("RS256"),
+            ),
+            "PS256",
+        ),
+        (
+            with_member(&base, "grant_types", json!(["authorization_code"])),
+            "grant_types",
+        ),
+        (
+            with_member(&base, "scope", json!("openid consent:abc")),
+            "scope",
+        ),
+        (
+            with_member(&base, "jwks_uri", json!("https://tpp.example/jwks")),
+            "exactly one",
+        ),
+        (without(&base, "jwks"), "exactly one"),
+        (
+            with_member(
+                &without(&base, "jwks"),
+                "jwks_uri",
+                json!("http://tpp.example/jwks"),
+            ),
+            "https",
+        ),
+        (with_member(&base, "client_id", json!("")), "client_id"),
+        (
+            with_member(&base, "unknown_member", json!(1)),
+            "known members",
+        ),
+        (
+            with_member(
+                &base,
+                "jwks",
+                json!({ "keys": [with_member(&keys().client_public, "d", json!("AQAB"))] }),
+            ),
             "private members",
         ),
     ];
@@ -244,8 +343,14 @@ fn cli_2_clients_register_only_allowed_methods_and_metadata() {
         let text = problem(var::CLIENTS, json!([registration]).to_string());
         assert!(text.contains(expected), "expected {expected:?} in {text}");
     }
-    let text = problem(var::CLIENTS, json!([client("c1"), client("c1")]).to_string());
-    assert!(text.contains("clients[1]: client_id is not unique"), "{text}");
+    let text = problem(
+        var::CLIENTS,
+        json!([client("c1"), client("c1")]).to_string(),
+    );
+    assert!(
+        text.contains("clients[1]: client_id is not unique"),
+        "{text}"
+    );
     let tls = json!({
         "client_id": "mtls-client",
         "jwks_uri": "https://tpp.example/jwks",
@@ -260,9 +365,18 @@ fn cli_2_clients_register_only_allowed_methods_and_metadata() {
 #[test]
 fn tkn_9_users_need_a_valid_unique_cpf_and_never_leak_it() {
     let cases = [
-        (json!([{ "sub": "u1", "cpf": "52998224724" }]), "cpf is not a valid CPF"),
-        (json!([{ "sub": "u1", "cpf": 52998224725u64 }]), "JSON array"),
-        (json!([{ "sub": "u1", "cpf": "52998224725", "cnpj": "11222333000182" }]), "cnpj"),
+        (
+            json!([{ "sub": "u1", "cpf": "52998224724" }]),
+            "cpf is not a valid CPF",
+        ),
+        (
+            json!([{ "sub": "u1", "cpf": 52998224725u64 }]),
+            "JSON array",
+        ),
+        (
+            json!([{ "sub": "u1", "cpf": "52998224725", "cnpj": "11222333000182" }]),
+            "cnpj",
+        ),
         (json!([{ "sub": "", "cpf": "52998224725" }]), "sub"),
         (
             json!([{ "sub": "u1", "cpf": "52998224725" }, { "sub": "u1", "cpf": "01234567890" }]),

@@ -220,7 +220,9 @@ mod tests {
         let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys, ["error", "error_description"]);
         assert_eq!(r.header("cache-control"), Some("no-store"));
-        assert!(description_is_safe(v["error_description"].as_str().unwrap()));
+        assert!(description_is_safe(
+            v["error_description"].as_str().unwrap()
+        ));
         assert!(!description_is_safe("has \"quotes\""));
         assert!(!description_is_safe("line\nbreak"));
     }
@@ -230,7 +232,10 @@ mod tests {
         let denied = ProtocolError::AccessDenied("x");
         assert_eq!(denied.status(Endpoint::BackchannelAuthentication), 403);
         assert_eq!(denied.status(Endpoint::Token), 400);
-        assert_eq!(ProtocolError::InvalidClient("x").status(Endpoint::Token), 401);
+        assert_eq!(
+            ProtocolError::InvalidClient("x").status(Endpoint::Token),
+            401
+        );
         assert_eq!(
             ProtocolError::InvalidClient("x").status(Endpoint::BackchannelAuthentication),
             401
@@ -242,6 +247,9 @@ mod tests {
     fn ui_3_bearer_errors_carry_www_authenticate() {
         let r = ProtocolError::InvalidToken("x").to_response(Endpoint::UserInfo);
         assert_eq!(r.status, 401);
-        assert_eq!(r.header("www-authenticate"), Some("Bearer error=\"invalid_token\""));
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer error=\"invalid_token\"")
+        );
     }
 }

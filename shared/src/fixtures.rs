@@ -49,10 +49,19 @@ pub fn variables() -> HashMap<&'static str, String> {
     let k = keys();
     HashMap::from([
         (var::ISSUER, "https://auth.bank.example".to_string()),
-        (var::SIGNING_KEYS, json!({ "keys": [k.signing, k.retired] }).to_string()),
-        (var::ENCRYPTION_KEYS, json!({ "keys": [k.encryption] }).to_string()),
+        (
+            var::SIGNING_KEYS,
+            json!({ "keys": [k.signing, k.retired] }).to_string(),
+        ),
+        (
+            var::ENCRYPTION_KEYS,
+            json!({ "keys": [k.encryption] }).to_string(),
+        ),
         (var::CLIENTS, json!([client("tpp-1")]).to_string()),
-        (var::USERS, json!([{ "sub": "u1", "cpf": "52998224725" }]).to_string()),
+        (
+            var::USERS,
+            json!([{ "sub": "u1", "cpf": "52998224725" }]).to_string(),
+        ),
         (var::DEVICE_API_TOKEN, "d".repeat(43)),
         (var::CLIENT_CERT_HEADER, "x-ssl-client-cert".to_string()),
         (var::ACCESS_TOKEN_TTL, "900".to_string()),

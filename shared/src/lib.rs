@@ -26,6 +26,6 @@ pub mod types;
 pub mod users;
 
 #[cfg(test)]
-pub(crate) mod fixtures;
-#[cfg(test)]
 mod config_tests;
+#[cfg(test)]
+pub(crate) mod fixtures;

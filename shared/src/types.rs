@@ -49,7 +49,9 @@ impl Cnpj {
         let d = digits::<14>(text)?;
         let check = |len: usize| {
             // Weights run 2..=9 from the right, repeating.
-            let sum: u32 = (0..len).map(|i| d[i] * (((len - 1 - i) % 8) as u32 + 2)).sum();
+            let sum: u32 = (0..len)
+                .map(|i| d[i] * (((len - 1 - i) % 8) as u32 + 2))
+                .sum();
             match sum % 11 {
                 0 | 1 => 0,
                 r => 11 - r,

@@ -1,1 +1,306 @@
+//! The end-to-end harness: builds the components with the manifest's own build commands,
+//! starts the local host in this process on a free loopback port, and speaks real HTTP/1.1
+//! to it.
 
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use ciba_host::manifest::Manifest;
+use ciba_host::runtime::{Logs, MemoryOutputPipe, Runtime};
+use ciba_host::server::{App, StoreLocation};
+use ciba_host::variables::Overrides;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The bundle's manifest.
+pub fn bundle_manifest() -> PathBuf {
+    root().join("spin.toml")
+}
+
+/// The key-value probe's manifest (test only).
+pub fn probe_manifest() -> PathBuf {
+    root().join("tests/kv-probe/spin.toml")
+}
+
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| Runtime::new().unwrap())
+}
+
+/// Builds every component once per test run, with the build commands of the manifests.
+fn build_once() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        for manifest in [bundle_manifest(), probe_manifest()] {
+            ciba_host::build::build_all(&Manifest::load(&manifest).unwrap()).unwrap();
+        }
+    });
+}
+
+/// Keys and registrations generated once per test run (never committed).
+pub struct Material {
+    /// The current signing key (private JWK).
+    pub signing: Value,
+    /// A retired signing key still published (KEY-6/7).
+    pub retired: Value,
+    /// The encryption key.
+    pub encryption: Value,
+    /// A client's public key.
+    pub client_public: Value,
+}
+
+/// The shared material.
+pub fn material() -> &'static Material {
+    static MATERIAL: OnceLock<Material> = OnceLock::new();
+    MATERIAL.get_or_init(|| {
+        let client = devkeys::rsa_key(2048).unwrap();
+        Material {
+            signing: devkeys::signing_jwk("sig-2026").unwrap(),
+            retired: devkeys::signing_jwk("sig-2025").unwrap(),
+            encryption: devkeys::encryption_jwk("enc-2026").unwrap(),
+            client_public: devkeys::public_jwk(
+                &devkeys::rsa::RsaPublicKey::from(&client),
+                "tpp-key-1",
+                "sig",
+                "PS256",
+            ),
+        }
+    })
+}
+
+/// A client registration using `private_key_jwt`.
+pub fn client(id: &str, scope: &str) -> Value {
+    json!({
+        "client_id": id,
+        "jwks": { "keys": [material().client_public] },
+        "token_endpoint_auth_method": "private_key_jwt",
+        "scope": scope,
+        "grant_types": ["urn:openid:params:grant-type:ciba", "client_credentials", "refresh_token"],
+        "backchannel_token_delivery_mode": "poll",
+    })
+}
+
+/// Every variable the bundle needs, valid, with mTLS on. The issuer is set at start.
+pub fn variables() -> HashMap<&'static str, String> {
+    let m = material();
+    HashMap::from([
+        (
+            "signing_keys",
+            json!({ "keys": [m.signing, m.retired] }).to_string(),
+        ),
+        (
+            "encryption_keys",
+            json!({ "keys": [m.encryption] }).to_string(),
+        ),
+        (
+            "clients",
+            json!([
+                client("tpp-1", "openid consents accounts"),
+                client("tpp-2", "openid payments")
+            ])
+            .to_string(),
+        ),
+        (
+            "users",
+            json!([{ "sub": "holder-1", "cpf": "52998224725", "name": "Holder" }]).to_string(),
+        ),
+        (
+            "device_api_token",
+            "a-device-token-of-at-least-32-characters".to_string(),
+        ),
+        ("client_cert_header", "x-client-cert".to_string()),
+    ])
+}
+
+/// A running host. Dropping it stops the server.
+pub struct Server {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The components' stdout and stderr.
+    pub logs: MemoryOutputPipe,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Where a test server keeps its key-value store.
+pub enum Store {
+    /// In memory.
+    Memory,
+    /// A SQLite file in this folder, kept across restarts.
+    Dir(PathBuf),
+}
+
+impl Server {
+    /// The bundle with `vars` (the issuer is added: the server's own URL).
+    pub fn bundle(vars: HashMap<&'static str, String>) -> Self {
+        Self::try_start(&bundle_manifest(), vars, Store::Memory).unwrap()
+    }
+
+    /// The key-value probe.
+    pub fn probe(store: Store) -> Self {
+        Self::try_start(&probe_manifest(), HashMap::new(), store).unwrap()
+    }
+
+    /// Starts `manifest` on a free port; an error if the host refuses to start.
+    pub fn try_start(
+        manifest: &Path,
+        vars: HashMap<&'static str, String>,
+        store: Store,
+    ) -> anyhow::Result<Self> {
+        build_once();
+        let manifest = Manifest::load(manifest)?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let mut overrides = Overrides::default();
+        for (name, value) in vars {
+            overrides.set(name, value);
+        }
+        if manifest.variables.contains_key("issuer") {
+            overrides.set("issuer", base.clone());
+        }
+        let logs = MemoryOutputPipe::new(1 << 20);
+        let db = match &store {
+            Store::Dir(dir) => Some(dir.join("sqlite_key_value.db")),
+            Store::Memory => None,
+        };
+        let location = match &db {
+            Some(path) => StoreLocation::File(path),
+            None => StoreLocation::Memory,
+        };
+        let app = Arc::new(App::load(
+            runtime(),
+            &manifest,
+            &overrides,
+            &HashMap::new(),
+            location,
+            Logs::Capture(logs.clone()),
+        )?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        listener.set_nonblocking(true)?;
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                ciba_host::server::serve(listener, app, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        Ok(Self {
+            base,
+            logs,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// What the components logged so far.
+    pub fn log_text(&self) -> String {
+        String::from_utf8_lossy(&self.logs.contents()).into_owned()
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> Response {
+        self.send("GET", path, &[], b"")
+    }
+
+    /// Any request.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        request(method, &format!("{}{}", self.base, path), headers, body)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Response {
+    /// The status.
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: http::HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Response {
+    /// The body as JSON (panics with the body when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// One HTTP/1.1 request on a new connection.
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let uri: http::Uri = url.parse().unwrap();
+    let authority = uri.authority().unwrap().to_string();
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .header("host", &authority);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let response = sender.send_request(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Response {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    })
+}

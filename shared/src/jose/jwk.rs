@@ -131,10 +131,9 @@ impl RawJwk {
         let d = big(&self.d, "d is required: this must be a private key")?;
         let p = big(&self.p, "p is required")?;
         let q = big(&self.q, "q is required")?;
-        let key = RsaPrivateKey::from_components(public.n().clone(), public.e().clone(), d, vec![
-            p, q,
-        ])
-        .map_err(|_| "the private members do not form an RSA key")?;
+        let key =
+            RsaPrivateKey::from_components(public.n().clone(), public.e().clone(), d, vec![p, q])
+                .map_err(|_| "the private members do not form an RSA key")?;
         key.validate()
             .map_err(|_| "the private members do not form an RSA key")?;
         let certificate = match &self.x5c {
@@ -172,7 +171,9 @@ impl Certificate {
     fn from_x5c(chain: &[String], public: &RsaPublicKey) -> Result<Self, JwkError> {
         use rsa::pkcs8::DecodePublicKey;
         use x509_cert::der::{Decode, Encode};
-        let leaf = chain.first().ok_or("x5c must hold at least one certificate")?;
+        let leaf = chain
+            .first()
+            .ok_or("x5c must hold at least one certificate")?;
         let der = b64_decode(leaf).ok_or("x5c entries must be base64 DER")?;
         let cert = x509_cert::Certificate::from_der(&der)
             .map_err(|_| "x5c[0] is not an X.509 certificate")?;

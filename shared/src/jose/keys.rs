@@ -13,18 +13,16 @@ pub struct KeySet {
 
 impl std::fmt::Debug for KeySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.keys.iter().map(|k| k.kid())).finish()
+        f.debug_list()
+            .entries(self.keys.iter().map(|k| k.kid()))
+            .finish()
     }
 }
 
 impl KeySet {
     /// Parses a JWK Set of private keys for `key_use`. Errors name the variable and the key's
     /// position, never a value: these variables are secrets.
-    pub fn parse(
-        variable: &'static str,
-        text: &str,
-        key_use: KeyUse,
-    ) -> Result<Self, ConfigError> {
+    pub fn parse(variable: &'static str, text: &str, key_use: KeyUse) -> Result<Self, ConfigError> {
         let raw: RawJwkSet = serde_json::from_str(text).map_err(|e| {
             ConfigError::new(
                 variable,

@@ -86,10 +86,22 @@ mod tests {
     #[test]
     fn compare_and_swap_conflicts_on_a_changed_value() {
         let store = MemoryStore::new();
-        assert_eq!(store.compare_and_swap("k", None, b"a").unwrap(), Swap::Swapped);
-        assert_eq!(store.compare_and_swap("k", None, b"b").unwrap(), Swap::Conflict);
-        assert_eq!(store.compare_and_swap("k", Some(b"x"), b"b").unwrap(), Swap::Conflict);
-        assert_eq!(store.compare_and_swap("k", Some(b"a"), b"b").unwrap(), Swap::Swapped);
+        assert_eq!(
+            store.compare_and_swap("k", None, b"a").unwrap(),
+            Swap::Swapped
+        );
+        assert_eq!(
+            store.compare_and_swap("k", None, b"b").unwrap(),
+            Swap::Conflict
+        );
+        assert_eq!(
+            store.compare_and_swap("k", Some(b"x"), b"b").unwrap(),
+            Swap::Conflict
+        );
+        assert_eq!(
+            store.compare_and_swap("k", Some(b"a"), b"b").unwrap(),
+            Swap::Swapped
+        );
         assert_eq!(store.get("k").unwrap().as_deref(), Some(&b"b"[..]));
     }
 

@@ -1,1 +1,86 @@
+//! Test-only component (never deployed): exposes the key-value store over HTTP so that the
+//! end-to-end tests can check persistence and the atomics through the real host.
+//!
+//! - `GET /kv/<key>`: 200 with the value, or 404
+//! - `PUT /kv/<key>`: stores the body
+//! - `POST /kv/<key>/cas` `{"expected": "…"|null, "new": "…"}`: the glue's compare-and-swap
+//! - `POST /kv/<key>/race`: reads with a CAS handle, lets an intruder write, then swaps
+//! - `POST /kv/<key>/increment`: adds 1 to a counter
 
+use ciba::store::{KeyValue, Swap};
+use ciba_spin::SpinStore;
+use spin_sdk::experimental::wasi::keyvalue::{atomics, store};
+use spin_sdk::http::{IntoResponse, Request, StatusCode};
+use spin_sdk::http_service;
+
+fn json(status: u16, value: serde_json::Value) -> (StatusCode, String) {
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        value.to_string(),
+    )
+}
+
+#[http_service]
+async fn handle(request: Request) -> impl IntoResponse {
+    let request = match ciba_spin::read_request(request).await {
+        Ok(r) => r,
+        Err(e) => return json(400, serde_json::json!({ "error": e.code() })),
+    };
+    let store = match SpinStore::open_default() {
+        Ok(s) => s,
+        Err(e) => return json(500, serde_json::json!({ "error": e.to_string() })),
+    };
+    let path = request.path_info.trim_start_matches('/');
+    let (key, action) = match path.split_once('/') {
+        Some((k, a)) => (k, a),
+        None => (path, ""),
+    };
+    let result = match (request.method, action) {
+        (ciba::http::Method::Get, "") => match store.get(key) {
+            Ok(Some(v)) => {
+                return json(
+                    200,
+                    serde_json::json!({ "value": String::from_utf8_lossy(&v) }),
+                );
+            }
+            Ok(None) => return json(404, serde_json::json!({})),
+            Err(e) => Err(e),
+        },
+        (ciba::http::Method::Post, "") | (ciba::http::Method::Other, "") => store
+            .set(key, &request.body)
+            .map(|()| serde_json::json!({ "stored": true })),
+        (ciba::http::Method::Post, "cas") => {
+            let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            let expected = body["expected"].as_str().map(str::as_bytes);
+            let new = body["new"].as_str().unwrap_or_default().as_bytes();
+            store
+                .compare_and_swap(key, expected, new)
+                .map(|s| serde_json::json!({ "swapped": s == Swap::Swapped }))
+        }
+        (ciba::http::Method::Post, "race") => {
+            let race = || -> Result<&'static str, store::Error> {
+                let bucket = store::open("default")?;
+                let cas = atomics::Cas::new(&bucket, key)?;
+                cas.current()?;
+                bucket.set(key, b"intruder")?;
+                Ok(match atomics::swap(cas, b"mine") {
+                    Ok(()) => "swapped",
+                    Err(atomics::CasError::CasFailed(_)) => "cas-failed",
+                    Err(atomics::CasError::StoreError(_)) => "store-error",
+                })
+            };
+            match race() {
+                Ok(outcome) => Ok(serde_json::json!({ "outcome": outcome })),
+                Err(_) => Ok(serde_json::json!({ "outcome": "store-error" })),
+            }
+        }
+        (ciba::http::Method::Post, "increment") => store
+            .increment(key, 1)
+            .map(|v| serde_json::json!({ "value": v })),
+        _ => return json(404, serde_json::json!({})),
+    };
+    match result {
+        Ok(v) => json(200, v),
+        Err(e) => json(500, serde_json::json!({ "error": e.to_string() })),
+    }
+}

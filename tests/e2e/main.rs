@@ -1,0 +1,20 @@
+//! End-to-end tests over real HTTP against the built `.wasm` components behind the local
+//! host. Test names carry the requirement IDs of `requirements.md`.
+
+#![allow(clippy::unwrap_used)]
+
+mod configuration;
+mod discovery;
+mod jwks;
+mod store;
+
+use std::sync::OnceLock;
+
+use e2e::{Server, variables};
+
+/// One server with the valid default configuration (mTLS on), shared by the tests that only
+/// read from it.
+pub fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| Server::bundle(variables()))
+}

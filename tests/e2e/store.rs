@@ -1,0 +1,160 @@
+//! The key-value store through the host, driven by the test-only probe component: data
+//! persists across requests and restarts, and a compare-and-swap conflict is a conflict.
+
+use serde_json::{Value, json};
+
+use e2e::{Server, Store};
+
+fn post(server: &Server, path: &str, body: Value) -> Value {
+    let response = server.send(
+        "POST",
+        path,
+        &[("content-type", "application/json")],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    response.json()
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ciba-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_store_keeps_data_across_requests_and_restarts() {
+    let dir = temp_dir("restart");
+    {
+        let server = Server::probe(Store::Dir(dir.clone()));
+        assert_eq!(server.get("/kv/greeting").status, 404);
+        assert_eq!(server.send("PUT", "/kv/greeting", &[], b"ola").status, 200);
+        assert_eq!(server.get("/kv/greeting").json()["value"], json!("ola"));
+        assert_eq!(
+            post(&server, "/kv/counter/increment", json!({}))["value"],
+            json!(1)
+        );
+    }
+    let server = Server::probe(Store::Dir(dir.clone()));
+    assert_eq!(
+        server.get("/kv/greeting").json()["value"],
+        json!("ola"),
+        "lost on restart"
+    );
+    assert_eq!(
+        post(&server, "/kv/counter/increment", json!({}))["value"],
+        json!(2)
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_compare_and_swap_on_a_changed_value_is_a_conflict() {
+    let server = Server::probe(Store::Memory);
+    assert_eq!(
+        post(
+            &server,
+            "/kv/state/cas",
+            json!({ "expected": null, "new": "PENDING#1" })
+        )["swapped"],
+        json!(true)
+    );
+    assert_eq!(
+        post(
+            &server,
+            "/kv/state/cas",
+            json!({ "expected": null, "new": "PENDING#2" })
+        )["swapped"],
+        json!(false),
+        "the key exists: insert-if-absent must conflict"
+    );
+    assert_eq!(
+        post(
+            &server,
+            "/kv/state/cas",
+            json!({ "expected": "APPROVED#9", "new": "CONSUMED#1" })
+        )["swapped"],
+        json!(false)
+    );
+    assert_eq!(
+        server.get("/kv/state").json()["value"],
+        json!("PENDING#1"),
+        "a conflict writes nothing"
+    );
+    assert_eq!(
+        post(
+            &server,
+            "/kv/state/cas",
+            json!({ "expected": "PENDING#1", "new": "APPROVED#1" })
+        )["swapped"],
+        json!(true)
+    );
+    assert_eq!(server.get("/kv/state").json()["value"], json!("APPROVED#1"));
+}
+
+#[test]
+fn a_write_between_current_and_swap_makes_the_host_report_cas_failed() {
+    let server = Server::probe(Store::Memory);
+    server.send("PUT", "/kv/race", &[], b"before");
+    assert_eq!(
+        post(&server, "/kv/race/race", json!({}))["outcome"],
+        json!("cas-failed")
+    );
+    assert_eq!(
+        server.get("/kv/race").json()["value"],
+        json!("intruder"),
+        "the intruder's write stands"
+    );
+}
+
+#[test]
+fn twenty_concurrent_swaps_from_one_state_succeed_once_and_one_increment_is_first() {
+    let server = Server::probe(Store::Memory);
+    server.send("PUT", "/kv/grant", &[], b"APPROVED");
+    let wins: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let server = &server;
+                s.spawn(move || {
+                    post(
+                        server,
+                        "/kv/grant/cas",
+                        json!({ "expected": "APPROVED", "new": format!("CONSUMED#{i}") }),
+                    )["swapped"]
+                        == json!(true)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| usize::from(h.join().unwrap()))
+            .sum()
+    });
+    assert_eq!(wins, 1);
+    let counters: Vec<i64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|_| {
+                let server = &server;
+                s.spawn(move || {
+                    post(server, "/kv/jti/increment", json!({}))["value"]
+                        .as_i64()
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        counters.iter().filter(|v| **v == 1).count(),
+        1,
+        "exactly one first use"
+    );
+    assert_eq!(counters.iter().max(), Some(&20));
+}
