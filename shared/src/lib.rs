@@ -17,6 +17,8 @@ pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod discovery;
+pub mod dn;
+pub mod form;
 pub mod endpoints;
 pub mod error;
 pub mod http;

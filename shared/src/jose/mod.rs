@@ -2,6 +2,7 @@
 //! the only algorithms the profile allows (GEN-2), so they are the only ones named here.
 
 pub mod jwk;
+pub mod jws;
 pub mod keys;
 
 use base64::Engine;
