@@ -83,6 +83,9 @@ pub struct Client {
     pub scopes: Vec<String>,
     /// The registered grants.
     pub grant_types: Vec<GrantType>,
+    /// The Directory organisation id: when set, the client's certificate must carry
+    /// `organizationIdentifier` `OFBBR-<org_id>` at the token endpoint (CLI-10).
+    pub org_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -157,7 +160,7 @@ impl Clients {
 }
 
 fn check(r: RawClient) -> Result<Client, String> {
-    let _ = (&r.client_name, &r.org_id, &r.software_id);
+    let _ = (&r.client_name, &r.software_id);
     if r.client_id.is_empty()
         || r.client_id.len() > 255
         || !r.client_id.bytes().all(|b| (0x21..=0x7e).contains(&b))
@@ -259,5 +262,6 @@ fn check(r: RawClient) -> Result<Client, String> {
         tls_client_auth_subject_dn: subject_dn,
         scopes,
         grant_types,
+        org_id: r.org_id.filter(|o| !o.is_empty()),
     })
 }

@@ -24,3 +24,20 @@ impl Clock for FixedClock {
         self.0
     }
 }
+
+/// Clock skew tolerated on every time check: ±60 s (requirements.md, conventions).
+pub const SKEW: i64 = 60;
+
+/// A source that replays fixed bytes in order, for tests that pin identifiers.
+#[derive(Debug, Default)]
+pub struct CountingRandom(std::sync::atomic::AtomicU64);
+
+impl Random for CountingRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), crate::store::StoreError> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (n.wrapping_mul(31).wrapping_add(i as u64) % 251) as u8;
+        }
+        Ok(())
+    }
+}

@@ -13,6 +13,8 @@
 
 #![deny(missing_docs)]
 
+pub mod certificate;
+pub mod client_auth;
 pub mod clients;
 pub mod clock;
 pub mod config;

@@ -8,7 +8,9 @@
 //! - "the first to do X" (use a `jti`, consume an `auth_req_id`) is an [`KeyValue::increment`]
 //!   that returns 1 exactly once, which every store implements atomically.
 
+pub mod keys;
 pub mod memory;
+pub mod record;
 
 /// A fault of the store itself: the request fails with `server_error`, and nothing is assumed.
 #[derive(Debug, Clone, PartialEq, Eq)]

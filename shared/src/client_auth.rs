@@ -1,0 +1,208 @@
+//! Client authentication at bc-authorize and token (CLI-1…10): `private_key_jwt` with PS256
+//! (OIDC 9, RFC 7523) or `tls_client_auth` by subject DN (RFC 8705 2.1). The only way to get
+//! an [`AuthenticatedClient`] is [`authenticate`], so no endpoint can skip a check.
+
+use crate::certificate::{ClientCertificate, ORGANIZATION_IDENTIFIER};
+use crate::clients::{AuthMethod, Client, ClientKeys, Clients};
+use crate::clock::{SKEW, UnixTime};
+use crate::config::{ClientCertHeader, Issuer};
+use crate::discovery::{BC_AUTHORIZE_PATH, TOKEN_PATH};
+use crate::dn::DistinguishedName;
+use crate::error::{Endpoint, ProtocolError};
+use crate::form::Form;
+use crate::http::Request;
+use crate::jose::jws::{JwsError, verify_ps256};
+use crate::store::{KeyValue, keys};
+
+/// `client_assertion_type` for private_key_jwt (RFC 7523 2.2).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Longest lifetime accepted for a client assertion (CLI-5 [decision]).
+const MAX_ASSERTION_LIFETIME: i64 = 600;
+
+/// What client authentication needs from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAuthSettings<'a> {
+    /// `issuer`: the base of the accepted audiences.
+    pub issuer: &'a Issuer,
+    /// `clients`.
+    pub clients: &'a Clients,
+    /// `client_cert_header`.
+    pub client_cert_header: &'a ClientCertHeader,
+}
+
+/// A client that proved who it is on this request, with the certificate it presented.
+#[derive(Debug)]
+pub struct AuthenticatedClient<'c> {
+    client: &'c Client,
+    certificate: Option<ClientCertificate>,
+}
+
+impl<'c> AuthenticatedClient<'c> {
+    /// The registration.
+    pub fn client(&self) -> &'c Client {
+        self.client
+    }
+
+    /// The certificate presented on this request, to bind tokens to (TOK-14, TKN-2).
+    pub fn certificate(&self) -> Option<&ClientCertificate> {
+        self.certificate.as_ref()
+    }
+}
+
+fn invalid(why: &'static str) -> ProtocolError {
+    ProtocolError::InvalidClient(why)
+}
+
+/// Authenticates the client of `request` at `endpoint`.
+///
+/// Order: the certificate (CLI-9), the method presented (CLI-2/3), then that method's checks;
+/// a `jti` is consumed only once everything else has passed (CLI-6).
+pub fn authenticate<'c>(
+    request: &Request,
+    form: &Form,
+    settings: ClientAuthSettings<'c>,
+    endpoint: Endpoint,
+    store: &dyn KeyValue,
+    now: UnixTime,
+) -> Result<AuthenticatedClient<'c>, ProtocolError> {
+    let certificate = ClientCertificate::presented(request, settings.client_cert_header)?;
+    if settings.client_cert_header.mtls() && certificate.is_none() {
+        return Err(invalid("a client certificate is required (mTLS)"));
+    }
+    let assertion = form.get("client_assertion").is_some() || form.get("client_assertion_type").is_some();
+    let secret = form.get("client_secret").is_some() || request.header_values("authorization").next().is_some();
+    if assertion && secret {
+        return Err(ProtocolError::InvalidRequest("more than one client authentication method"));
+    }
+    if secret {
+        return Err(invalid("client secrets are not accepted: use private_key_jwt or tls_client_auth"));
+    }
+    let client = if assertion {
+        private_key_jwt(form, settings, endpoint, store, now)?
+    } else {
+        tls_client_auth(form, settings, certificate.as_ref())?
+    };
+    if endpoint == Endpoint::Token {
+        check_organisation(client, certificate.as_ref())?;
+    }
+    Ok(AuthenticatedClient { client, certificate })
+}
+
+/// CLI-4…7.
+fn private_key_jwt<'c>(
+    form: &Form,
+    settings: ClientAuthSettings<'c>,
+    endpoint: Endpoint,
+    store: &dyn KeyValue,
+    now: UnixTime,
+) -> Result<&'c Client, ProtocolError> {
+    if form.get("client_assertion_type") != Some(JWT_BEARER) {
+        return Err(invalid("client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
+    }
+    let assertion = form.get("client_assertion").ok_or(invalid("client_assertion is required"))?;
+    // The issuer names the client whose keys verify the assertion; nothing else is read
+    // before the signature verifies.
+    let claimed = unverified_issuer(assertion).ok_or(invalid("the client assertion is malformed"))?;
+    let client = settings.clients.get(&claimed).ok_or(invalid("unknown client"))?;
+    if client.auth_method != AuthMethod::PrivateKeyJwt {
+        return Err(invalid("the client is not registered for private_key_jwt"));
+    }
+    let ClientKeys::Jwks(jwks) = &client.keys else {
+        return Err(ProtocolError::ServerError("keys from jwks_uri are not supported yet"));
+    };
+    let verified = verify_ps256(assertion, jwks.iter().map(|k| (k.kid.as_str(), &k.key))).map_err(|e| {
+        invalid(match e {
+            JwsError::AlgorithmNotAllowed => "the client assertion must be signed with PS256",
+            JwsError::UnknownKey => "the client assertion kid is not a key of this client",
+            JwsError::BadSignature => "the client assertion signature does not verify",
+            JwsError::Encrypted | JwsError::Malformed | JwsError::CriticalHeader | JwsError::MalformedClaims => {
+                "the client assertion is malformed"
+            }
+        })
+    })?;
+    let iss = verified.str("iss");
+    if iss != Some(client.client_id.as_str()) || verified.str("sub") != iss {
+        return Err(invalid("the client assertion iss and sub must both be the client_id"));
+    }
+    if form.get("client_id").is_some_and(|id| id != client.client_id) {
+        return Err(invalid("client_id does not match the client assertion"));
+    }
+    let mut audiences = vec![settings.issuer.as_str().to_string(), settings.issuer.url(TOKEN_PATH)];
+    if endpoint == Endpoint::BackchannelAuthentication {
+        audiences.push(settings.issuer.url(BC_AUTHORIZE_PATH));
+    }
+    let aud_ok = match verified.claims.get("aud") {
+        Some(serde_json::Value::String(a)) => audiences.contains(a),
+        Some(serde_json::Value::Array(list)) => list
+            .iter()
+            .any(|a| a.as_str().is_some_and(|a| audiences.iter().any(|x| x == a))),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(invalid("the client assertion aud does not name this server"));
+    }
+    let exp = verified.exp.ok_or(invalid("the client assertion has no exp"))?;
+    if exp <= now - SKEW {
+        return Err(invalid("the client assertion has expired"));
+    }
+    if verified.iat.is_some_and(|t| t > now + SKEW) || verified.nbf.is_some_and(|t| t > now + SKEW) {
+        return Err(invalid("the client assertion is not valid yet"));
+    }
+    let lifetime = exp - verified.iat.unwrap_or(now);
+    if lifetime > MAX_ASSERTION_LIFETIME {
+        return Err(invalid("the client assertion lives longer than 600 seconds"));
+    }
+    let jti = verified.str("jti").filter(|j| !j.is_empty()).ok_or(invalid("the client assertion has no jti"))?;
+    let uses = store
+        .increment(&keys::assertion_jti(&client.client_id, jti), 1)
+        .map_err(|_| ProtocolError::ServerError("the store is unavailable"))?;
+    if uses != 1 {
+        return Err(invalid("the client assertion jti was already used"));
+    }
+    Ok(client)
+}
+
+/// The `iss` claim of a JWS whose signature has not been checked: used only to pick the keys.
+fn unverified_issuer(compact: &str) -> Option<String> {
+    let payload = compact.split('.').nth(1)?;
+    let bytes = crate::jose::b64url_decode(payload)?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss")?.as_str().map(str::to_string)
+}
+
+/// CLI-8.
+fn tls_client_auth<'c>(
+    form: &Form,
+    settings: ClientAuthSettings<'c>,
+    certificate: Option<&ClientCertificate>,
+) -> Result<&'c Client, ProtocolError> {
+    let client_id = form.get("client_id").ok_or(invalid("client authentication is required"))?;
+    let client = settings.clients.get(client_id).ok_or(invalid("unknown client"))?;
+    if client.auth_method != AuthMethod::TlsClientAuth {
+        return Err(invalid("the client is not registered for tls_client_auth"));
+    }
+    let certificate = certificate.ok_or(invalid("tls_client_auth needs a client certificate"))?;
+    let registered = client
+        .tls_client_auth_subject_dn
+        .as_deref()
+        .and_then(DistinguishedName::parse)
+        .ok_or(ProtocolError::ServerError("the client's registered subject DN cannot be parsed"))?;
+    if !registered.matches(certificate.subject()) {
+        return Err(invalid("the certificate subject does not match the registration"));
+    }
+    Ok(client)
+}
+
+/// CLI-10 [decision: enforced at the token endpoint]: a client registered with its
+/// Directory `org_id` presents a certificate of that organisation.
+fn check_organisation(client: &Client, certificate: Option<&ClientCertificate>) -> Result<(), ProtocolError> {
+    let (Some(org_id), Some(certificate)) = (&client.org_id, certificate) else {
+        return Ok(());
+    };
+    let expected = format!("ofbbr-{}", org_id.to_lowercase());
+    if certificate.subject().text(ORGANIZATION_IDENTIFIER) != Some(expected.as_str()) {
+        return Err(invalid("the certificate belongs to another organisation"));
+    }
+    Ok(())
+}
