@@ -28,7 +28,10 @@ impl ClientCertificate {
         let begin = "-----BEGIN CERTIFICATE-----";
         let start = pem.find(begin)? + begin.len();
         let end = start + pem[start..].find("-----END CERTIFICATE-----")?;
-        let body: String = pem[start..end].chars().filter(|c| !c.is_whitespace()).collect();
+        let body: String = pem[start..end]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
         let der = b64_decode(&body)?;
         let cert = x509_cert::Certificate::from_der(&der).ok()?;
         Some(Self {
@@ -51,11 +54,15 @@ impl ClientCertificate {
             return Ok(None);
         };
         if values.next().is_some() {
-            return Err(ProtocolError::InvalidClient("more than one client certificate"));
+            return Err(ProtocolError::InvalidClient(
+                "more than one client certificate",
+            ));
         }
         Self::from_header_value(value)
             .map(Some)
-            .ok_or(ProtocolError::InvalidClient("the client certificate cannot be read"))
+            .ok_or(ProtocolError::InvalidClient(
+                "the client certificate cannot be read",
+            ))
     }
 
     /// `x5t#S256`, for `cnf` (RFC 8705 3.1, TKN-2).

@@ -70,13 +70,19 @@ pub fn authenticate<'c>(
     if settings.client_cert_header.mtls() && certificate.is_none() {
         return Err(invalid("a client certificate is required (mTLS)"));
     }
-    let assertion = form.get("client_assertion").is_some() || form.get("client_assertion_type").is_some();
-    let secret = form.get("client_secret").is_some() || request.header_values("authorization").next().is_some();
+    let assertion =
+        form.get("client_assertion").is_some() || form.get("client_assertion_type").is_some();
+    let secret = form.get("client_secret").is_some()
+        || request.header_values("authorization").next().is_some();
     if assertion && secret {
-        return Err(ProtocolError::InvalidRequest("more than one client authentication method"));
+        return Err(ProtocolError::InvalidRequest(
+            "more than one client authentication method",
+        ));
     }
     if secret {
-        return Err(invalid("client secrets are not accepted: use private_key_jwt or tls_client_auth"));
+        return Err(invalid(
+            "client secrets are not accepted: use private_key_jwt or tls_client_auth",
+        ));
     }
     let client = if assertion {
         private_key_jwt(form, settings, endpoint, store, now)?
@@ -86,7 +92,10 @@ pub fn authenticate<'c>(
     if endpoint == Endpoint::Token {
         check_organisation(client, certificate.as_ref())?;
     }
-    Ok(AuthenticatedClient { client, certificate })
+    Ok(AuthenticatedClient {
+        client,
+        certificate,
+    })
 }
 
 /// CLI-4…7.
@@ -98,37 +107,57 @@ fn private_key_jwt<'c>(
     now: UnixTime,
 ) -> Result<&'c Client, ProtocolError> {
     if form.get("client_assertion_type") != Some(JWT_BEARER) {
-        return Err(invalid("client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
+        return Err(invalid(
+            "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ));
     }
-    let assertion = form.get("client_assertion").ok_or(invalid("client_assertion is required"))?;
+    let assertion = form
+        .get("client_assertion")
+        .ok_or(invalid("client_assertion is required"))?;
     // The issuer names the client whose keys verify the assertion; nothing else is read
     // before the signature verifies.
-    let claimed = unverified_issuer(assertion).ok_or(invalid("the client assertion is malformed"))?;
-    let client = settings.clients.get(&claimed).ok_or(invalid("unknown client"))?;
+    let claimed =
+        unverified_issuer(assertion).ok_or(invalid("the client assertion is malformed"))?;
+    let client = settings
+        .clients
+        .get(&claimed)
+        .ok_or(invalid("unknown client"))?;
     if client.auth_method != AuthMethod::PrivateKeyJwt {
         return Err(invalid("the client is not registered for private_key_jwt"));
     }
     let ClientKeys::Jwks(jwks) = &client.keys else {
-        return Err(ProtocolError::ServerError("keys from jwks_uri are not supported yet"));
+        return Err(ProtocolError::ServerError(
+            "keys from jwks_uri are not supported yet",
+        ));
     };
-    let verified = verify_ps256(assertion, jwks.iter().map(|k| (k.kid.as_str(), &k.key))).map_err(|e| {
-        invalid(match e {
-            JwsError::AlgorithmNotAllowed => "the client assertion must be signed with PS256",
-            JwsError::UnknownKey => "the client assertion kid is not a key of this client",
-            JwsError::BadSignature => "the client assertion signature does not verify",
-            JwsError::Encrypted | JwsError::Malformed | JwsError::CriticalHeader | JwsError::MalformedClaims => {
-                "the client assertion is malformed"
-            }
-        })
-    })?;
+    let verified =
+        verify_ps256(assertion, jwks.iter().map(|k| (k.kid.as_str(), &k.key))).map_err(|e| {
+            invalid(match e {
+                JwsError::AlgorithmNotAllowed => "the client assertion must be signed with PS256",
+                JwsError::UnknownKey => "the client assertion kid is not a key of this client",
+                JwsError::BadSignature => "the client assertion signature does not verify",
+                JwsError::Encrypted
+                | JwsError::Malformed
+                | JwsError::CriticalHeader
+                | JwsError::MalformedClaims => "the client assertion is malformed",
+            })
+        })?;
     let iss = verified.str("iss");
     if iss != Some(client.client_id.as_str()) || verified.str("sub") != iss {
-        return Err(invalid("the client assertion iss and sub must both be the client_id"));
+        return Err(invalid(
+            "the client assertion iss and sub must both be the client_id",
+        ));
     }
-    if form.get("client_id").is_some_and(|id| id != client.client_id) {
+    if form
+        .get("client_id")
+        .is_some_and(|id| id != client.client_id)
+    {
         return Err(invalid("client_id does not match the client assertion"));
     }
-    let mut audiences = vec![settings.issuer.as_str().to_string(), settings.issuer.url(TOKEN_PATH)];
+    let mut audiences = vec![
+        settings.issuer.as_str().to_string(),
+        settings.issuer.url(TOKEN_PATH),
+    ];
     if endpoint == Endpoint::BackchannelAuthentication {
         audiences.push(settings.issuer.url(BC_AUTHORIZE_PATH));
     }
@@ -140,20 +169,30 @@ fn private_key_jwt<'c>(
         _ => false,
     };
     if !aud_ok {
-        return Err(invalid("the client assertion aud does not name this server"));
+        return Err(invalid(
+            "the client assertion aud does not name this server",
+        ));
     }
-    let exp = verified.exp.ok_or(invalid("the client assertion has no exp"))?;
+    let exp = verified
+        .exp
+        .ok_or(invalid("the client assertion has no exp"))?;
     if exp <= now - SKEW {
         return Err(invalid("the client assertion has expired"));
     }
-    if verified.iat.is_some_and(|t| t > now + SKEW) || verified.nbf.is_some_and(|t| t > now + SKEW) {
+    if verified.iat.is_some_and(|t| t > now + SKEW) || verified.nbf.is_some_and(|t| t > now + SKEW)
+    {
         return Err(invalid("the client assertion is not valid yet"));
     }
     let lifetime = exp - verified.iat.unwrap_or(now);
     if lifetime > MAX_ASSERTION_LIFETIME {
-        return Err(invalid("the client assertion lives longer than 600 seconds"));
+        return Err(invalid(
+            "the client assertion lives longer than 600 seconds",
+        ));
     }
-    let jti = verified.str("jti").filter(|j| !j.is_empty()).ok_or(invalid("the client assertion has no jti"))?;
+    let jti = verified
+        .str("jti")
+        .filter(|j| !j.is_empty())
+        .ok_or(invalid("the client assertion has no jti"))?;
     let uses = store
         .increment(&keys::assertion_jti(&client.client_id, jti), 1)
         .map_err(|_| ProtocolError::ServerError("the store is unavailable"))?;
@@ -177,8 +216,13 @@ fn tls_client_auth<'c>(
     settings: ClientAuthSettings<'c>,
     certificate: Option<&ClientCertificate>,
 ) -> Result<&'c Client, ProtocolError> {
-    let client_id = form.get("client_id").ok_or(invalid("client authentication is required"))?;
-    let client = settings.clients.get(client_id).ok_or(invalid("unknown client"))?;
+    let client_id = form
+        .get("client_id")
+        .ok_or(invalid("client authentication is required"))?;
+    let client = settings
+        .clients
+        .get(client_id)
+        .ok_or(invalid("unknown client"))?;
     if client.auth_method != AuthMethod::TlsClientAuth {
         return Err(invalid("the client is not registered for tls_client_auth"));
     }
@@ -187,16 +231,23 @@ fn tls_client_auth<'c>(
         .tls_client_auth_subject_dn
         .as_deref()
         .and_then(DistinguishedName::parse)
-        .ok_or(ProtocolError::ServerError("the client's registered subject DN cannot be parsed"))?;
+        .ok_or(ProtocolError::ServerError(
+            "the client's registered subject DN cannot be parsed",
+        ))?;
     if !registered.matches(certificate.subject()) {
-        return Err(invalid("the certificate subject does not match the registration"));
+        return Err(invalid(
+            "the certificate subject does not match the registration",
+        ));
     }
     Ok(client)
 }
 
 /// CLI-10 [decision: enforced at the token endpoint]: a client registered with its
 /// Directory `org_id` presents a certificate of that organisation.
-fn check_organisation(client: &Client, certificate: Option<&ClientCertificate>) -> Result<(), ProtocolError> {
+fn check_organisation(
+    client: &Client,
+    certificate: Option<&ClientCertificate>,
+) -> Result<(), ProtocolError> {
     let (Some(org_id), Some(certificate)) = (&client.org_id, certificate) else {
         return Ok(());
     };

@@ -39,15 +39,20 @@ fn from_der(der: &[u8]) -> Option<Value> {
     let any = Any::from_der(der).ok()?;
     let bytes = any.value();
     let text = match any.tag() {
-        Tag::Utf8String | Tag::PrintableString | Tag::Ia5String | Tag::NumericString | Tag::VisibleString => {
-            String::from_utf8(bytes.to_vec()).ok()?
-        }
+        Tag::Utf8String
+        | Tag::PrintableString
+        | Tag::Ia5String
+        | Tag::NumericString
+        | Tag::VisibleString => String::from_utf8(bytes.to_vec()).ok()?,
         Tag::TeletexString => bytes.iter().map(|b| char::from(*b)).collect(),
         Tag::BmpString => {
             if bytes.len() % 2 != 0 {
                 return None;
             }
-            let units: Vec<u16> = bytes.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+            let units: Vec<u16> = bytes
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
             String::from_utf16(&units).ok()?
         }
         _ => return Some(Value::Der(der.to_vec())),
@@ -79,11 +84,22 @@ const NAMES: [(&str, &str); 18] = [
 
 fn attribute_oid(name: &str) -> Option<String> {
     let name = name.trim();
-    if name.split('.').count() > 1 && name.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+    if name.split('.').count() > 1
+        && name
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Some(name.to_string());
     }
-    let lower = name.strip_prefix("oid.").or(name.strip_prefix("OID.")).unwrap_or(name).to_ascii_lowercase();
-    NAMES.iter().find(|(n, _)| *n == lower).map(|(_, oid)| (*oid).to_string())
+    let lower = name
+        .strip_prefix("oid.")
+        .or(name.strip_prefix("OID."))
+        .unwrap_or(name)
+        .to_ascii_lowercase();
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == lower)
+        .map(|(_, oid)| (*oid).to_string())
 }
 
 fn hex(text: &str) -> Option<Vec<u8>> {
@@ -123,7 +139,10 @@ fn unescape(text: &str) -> Option<String> {
         if raw[i] == b'\\' {
             let next = *raw.get(i + 1)?;
             if next.is_ascii_hexdigit() {
-                bytes.push(u8::from_str_radix(std::str::from_utf8(raw.get(i + 1..i + 3)?).ok()?, 16).ok()?);
+                bytes.push(
+                    u8::from_str_radix(std::str::from_utf8(raw.get(i + 1..i + 3)?).ok()?, 16)
+                        .ok()?,
+                );
                 i += 3;
             } else {
                 bytes.push(next);
@@ -183,16 +202,22 @@ impl DistinguishedName {
     pub fn matches(&self, other: &Self) -> bool {
         self.0.len() == other.0.len()
             && self.0.iter().zip(&other.0).all(|(a, b)| {
-                a.len() == b.len() && a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
+                a.len() == b.len()
+                    && a.iter().all(|x| b.contains(x))
+                    && b.iter().all(|x| a.contains(x))
             })
     }
 
     /// The text value of the attribute `oid` in the most significant RDN that has it.
     pub fn text(&self, oid: &str) -> Option<&str> {
-        self.0.iter().flatten().find(|a| a.oid == oid).and_then(|a| match &a.value {
-            Value::Text(t) => Some(t.as_str()),
-            Value::Der(_) => None,
-        })
+        self.0
+            .iter()
+            .flatten()
+            .find(|a| a.oid == oid)
+            .and_then(|a| match &a.value {
+                Value::Text(t) => Some(t.as_str()),
+                Value::Der(_) => None,
+            })
     }
 }
 
@@ -206,11 +231,16 @@ mod tests {
 
     #[test]
     fn cli_8_case_spaces_and_names_do_not_matter() {
-        assert!(dn("CN=tpp.example, O=TPP  Ltda,C=BR").matches(&dn("cn=TPP.example,o=tpp ltda,c=br")));
+        assert!(
+            dn("CN=tpp.example, O=TPP  Ltda,C=BR").matches(&dn("cn=TPP.example,o=tpp ltda,c=br"))
+        );
         assert!(dn("2.5.4.3=x,C=BR").matches(&dn("CN=x,C=BR")));
         assert!(!dn("CN=x,C=BR").matches(&dn("C=BR,CN=x")), "order matters");
         assert!(!dn("CN=x,C=BR").matches(&dn("CN=x,O=y,C=BR")));
-        assert!(dn("CN=a+UID=b,C=BR").matches(&dn("UID=b+CN=a,C=BR")), "multi-valued RDNs are sets");
+        assert!(
+            dn("CN=a+UID=b,C=BR").matches(&dn("UID=b+CN=a,C=BR")),
+            "multi-valued RDNs are sets"
+        );
         assert!(dn(r"CN=Acme\, Inc.,C=BR").matches(&dn(r"CN=acme\2c inc.,C=BR")));
     }
 

@@ -21,7 +21,10 @@ impl Form {
             .header_values("content-type")
             .next()
             .and_then(|v| v.split(';').next())
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+            .is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
         if !form_type {
             return Err(ProtocolError::InvalidRequest(
                 "the body must be application/x-www-form-urlencoded",
@@ -50,7 +53,10 @@ impl Form {
 
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The value of `name`, or `invalid_request` naming what is missing.

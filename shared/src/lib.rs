@@ -13,6 +13,7 @@
 
 #![deny(missing_docs)]
 
+pub mod access_token;
 pub mod certificate;
 pub mod client_auth;
 pub mod clients;
@@ -20,9 +21,10 @@ pub mod clock;
 pub mod config;
 pub mod discovery;
 pub mod dn;
-pub mod form;
 pub mod endpoints;
 pub mod error;
+pub mod fapi;
+pub mod form;
 pub mod http;
 pub mod jose;
 pub mod store;

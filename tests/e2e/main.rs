@@ -7,6 +7,7 @@ mod configuration;
 mod discovery;
 mod jwks;
 mod store;
+mod token;
 
 use std::sync::OnceLock;
 

@@ -49,6 +49,8 @@ fn build_once() {
     });
 }
 
+pub mod assertion;
+
 /// Keys and registrations generated once per test run (never committed).
 pub struct Material {
     /// The current signing key (private JWK).
@@ -59,6 +61,10 @@ pub struct Material {
     pub encryption: Value,
     /// A client's public key.
     pub client_public: Value,
+    /// `tpp-1`'s private key (its public half is `client_public`).
+    pub client_key: devkeys::rsa::RsaPrivateKey,
+    /// `tpp-2`'s private key.
+    pub other_key: devkeys::rsa::RsaPrivateKey,
 }
 
 /// The shared material.
@@ -66,6 +72,7 @@ pub fn material() -> &'static Material {
     static MATERIAL: OnceLock<Material> = OnceLock::new();
     MATERIAL.get_or_init(|| {
         let client = devkeys::rsa_key(2048).unwrap();
+        let other = devkeys::rsa_key(2048).unwrap();
         Material {
             signing: devkeys::signing_jwk("sig-2026").unwrap(),
             retired: devkeys::signing_jwk("sig-2025").unwrap(),
@@ -76,15 +83,29 @@ pub fn material() -> &'static Material {
                 "sig",
                 "PS256",
             ),
+            client_key: client,
+            other_key: other,
         }
     })
 }
 
-/// A client registration using `private_key_jwt`.
+/// A client registration using `private_key_jwt`, with `tpp-1`'s key (or `tpp-2`'s for
+/// the client named `tpp-2`).
 pub fn client(id: &str, scope: &str) -> Value {
+    let m = material();
+    let key = if id == "tpp-2" {
+        devkeys::public_jwk(
+            &devkeys::rsa::RsaPublicKey::from(&m.other_key),
+            "tpp-key-2",
+            "sig",
+            "PS256",
+        )
+    } else {
+        m.client_public.clone()
+    };
     json!({
         "client_id": id,
-        "jwks": { "keys": [material().client_public] },
+        "jwks": { "keys": [key] },
         "token_endpoint_auth_method": "private_key_jwt",
         "scope": scope,
         "grant_types": ["urn:openid:params:grant-type:ciba", "client_credentials", "refresh_token"],
@@ -130,6 +151,7 @@ pub struct Server {
     pub base: String,
     /// The components' stdout and stderr.
     pub logs: MemoryOutputPipe,
+    db: Option<PathBuf>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -146,6 +168,11 @@ impl Server {
     /// The bundle with `vars` (the issuer is added: the server's own URL).
     pub fn bundle(vars: HashMap<&'static str, String>) -> Self {
         Self::try_start(&bundle_manifest(), vars, Store::Memory).unwrap()
+    }
+
+    /// The bundle with its store in a fresh folder, so tests can count what it holds.
+    pub fn bundle_on_disk(vars: HashMap<&'static str, String>, name: &str) -> Self {
+        Self::try_start(&bundle_manifest(), vars, Store::Dir(temp_dir(name))).unwrap()
     }
 
     /// The key-value probe.
@@ -207,9 +234,18 @@ impl Server {
         Ok(Self {
             base,
             logs,
+            db,
             stop: Some(stop),
             thread: Some(thread),
         })
+    }
+
+    /// How many pairs the key-value store holds (for a server started with [`Store::Dir`]).
+    pub fn store_rows(&self) -> i64 {
+        let path = self.db.as_ref().expect("store_rows needs Store::Dir");
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row("SELECT COUNT(*) FROM spin_key_value", [], |r| r.get(0))
+            .unwrap()
     }
 
     /// What the components logged so far.
@@ -243,6 +279,32 @@ impl Drop for Server {
             let _ = thread.join();
         }
     }
+}
+
+/// A fresh folder under the system's temporary folder.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ciba-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A client certificate as the TLS-terminating proxy forwards it: URL-encoded PEM.
+pub fn certificate_header(subject: &str) -> String {
+    use base64::Engine;
+    let key = devkeys::rsa_key(2048).unwrap();
+    let der = devkeys::self_signed_certificate(&key, subject, 30).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    );
+    percent_encoding::utf8_percent_encode(&pem, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// A response, fully read.

@@ -1,6 +1,7 @@
 //! One module per endpoint: a short list of named steps from a plain request to a response.
 
 pub mod jwks;
+pub mod token;
 pub mod well_known;
 
 use crate::error::{Endpoint, ProtocolError};

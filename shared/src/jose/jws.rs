@@ -86,7 +86,10 @@ pub fn verify_ps256<'k>(
     }
     let mut outcome = Err(JwsError::BadSignature);
     for (kid, key) in candidates {
-        match Rsa::ps256().validator::<Map<String, Value>>(key).validate(&untrusted) {
+        match Rsa::ps256()
+            .validator::<Map<String, Value>>(key)
+            .validate(&untrusted)
+        {
             Ok(token) => {
                 let typ = token.header().token_type.clone();
                 let claims = token.claims();

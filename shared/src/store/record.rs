@@ -29,7 +29,11 @@ pub struct Stored<T> {
     raw: Vec<u8>,
 }
 
-fn encode<T: Serialize>(data: &T, exp: UnixTime, random: &dyn Random) -> Result<Vec<u8>, StoreError> {
+fn encode<T: Serialize>(
+    data: &T,
+    exp: UnixTime,
+    random: &dyn Random,
+) -> Result<Vec<u8>, StoreError> {
     let mut marker = [0u8; 16];
     random.fill(&mut marker)?;
     serde_json::to_vec(&Envelope {

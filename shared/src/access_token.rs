@@ -1,0 +1,120 @@
+//! Access tokens: opaque, 256 random bits (TKN-1), stored only under their hash with the
+//! client, scopes, expiry and certificate binding (TKN-2/3; design.md, State).
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Random, UnixTime};
+use crate::error::ProtocolError;
+use crate::http::Request;
+use crate::jose::b64url;
+use crate::store::{KeyValue, StoreError, keys, record};
+
+/// A bearer secret: printed as `[redacted]`, never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(String);
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken([redacted])")
+    }
+}
+
+impl AccessToken {
+    /// The token, for the response body only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Which grant issued a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// `client_credentials`: may only manage consents (CONS-3).
+    ClientCredentials,
+    /// The CIBA grant or a refresh of it.
+    Ciba,
+}
+
+/// What the store keeps about an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessTokenRecord {
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The granted scopes.
+    pub scope: Vec<String>,
+    /// `cnf.x5t#S256`: the certificate it is bound to (TKN-2), when mTLS is on.
+    pub cnf_x5t_s256: Option<String>,
+    /// The grant.
+    pub grant: Grant,
+    /// The consent it is tied to (CONS-2), for CIBA tokens.
+    pub consent_id: Option<String>,
+    /// The account holder, for CIBA tokens.
+    pub sub: Option<String>,
+}
+
+fn server_error(_: StoreError) -> ProtocolError {
+    ProtocolError::ServerError("the store is unavailable")
+}
+
+/// Mints a token for `data`, valid until `exp`, and stores it under its hash.
+pub fn issue(
+    store: &dyn KeyValue,
+    random: &dyn Random,
+    data: &AccessTokenRecord,
+    exp: UnixTime,
+) -> Result<AccessToken, ProtocolError> {
+    let mut secret = [0u8; 32];
+    random.fill(&mut secret).map_err(server_error)?;
+    let token = AccessToken(b64url(&secret));
+    record::put(store, &keys::access_token(&token.0), data, exp, random).map_err(server_error)?;
+    Ok(token)
+}
+
+/// A bearer token that exists, has not expired, and is bound to the certificate presented
+/// (RFC 6750, RFC 8705 3; UI-3/4 shapes the errors).
+#[derive(Debug, Clone)]
+pub struct ValidAccessToken {
+    /// What was stored with it.
+    pub record: AccessTokenRecord,
+}
+
+/// Reads `Authorization: Bearer <token>` and checks it against the store and the
+/// certificate presented on this request (`None` when mTLS is off).
+pub fn validate_bearer(
+    request: &Request,
+    store: &dyn KeyValue,
+    now: UnixTime,
+    presented_x5t_s256: Option<&str>,
+) -> Result<ValidAccessToken, ProtocolError> {
+    let mut values = request.header_values("authorization");
+    let header = values.next().ok_or(ProtocolError::InvalidToken(
+        "a bearer access token is required",
+    ))?;
+    if values.next().is_some() {
+        return Err(ProtocolError::InvalidRequest(
+            "more than one Authorization header",
+        ));
+    }
+    let token = header
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .filter(|t| !t.is_empty())
+        .ok_or(ProtocolError::InvalidToken(
+            "a bearer access token is required",
+        ))?;
+    let stored = record::get::<AccessTokenRecord>(store, &keys::access_token(token), now)
+        .map_err(server_error)?
+        .ok_or(ProtocolError::InvalidToken(
+            "the access token is unknown or expired",
+        ))?;
+    if stored.data.cnf_x5t_s256.as_deref() != presented_x5t_s256 {
+        return Err(ProtocolError::InvalidToken(
+            "the access token is bound to another certificate",
+        ));
+    }
+    Ok(ValidAccessToken {
+        record: stored.data,
+    })
+}
