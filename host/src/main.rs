@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use ciba_host::dev::DevFolder;
 use ciba_host::manifest::Manifest;
 use ciba_host::runtime::{Logs, Runtime};
-use ciba_host::server::{App, StoreLocation, serve};
+use ciba_host::server::{App, HostOptions, StoreLocation, serve};
 use ciba_host::variables::Overrides;
 
 struct Args {
@@ -114,8 +114,11 @@ async fn run() -> anyhow::Result<()> {
         &manifest,
         &args.overrides,
         &env,
-        store,
-        Logs::Inherit,
+        HostOptions {
+            store,
+            logs: Logs::Inherit,
+            time: None,
+        },
     )?);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

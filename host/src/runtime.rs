@@ -95,6 +95,45 @@ pub enum Logs {
     Capture(MemoryOutputPipe),
 }
 
+/// A shift of the guests' wall clock, for tests that need time to pass (a consent's window,
+/// an expiry). `ciba-host` itself never shifts time.
+#[derive(Clone, Default)]
+pub struct TimeShift(Arc<std::sync::atomic::AtomicI64>);
+
+impl TimeShift {
+    /// Moves the guests' clock `seconds` forward.
+    pub fn advance(&self, seconds: i64) {
+        self.0
+            .fetch_add(seconds, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How far the guests' clock is ahead.
+    pub fn seconds(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+struct ShiftedClock(TimeShift);
+
+impl wasmtime_wasi::HostWallClock for ShiftedClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(1)
+    }
+
+    fn now(&self) -> std::time::Duration {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let shift = self.0.0.load(std::sync::atomic::Ordering::SeqCst);
+        let shift_abs = std::time::Duration::from_secs(shift.unsigned_abs());
+        if shift >= 0 {
+            now + shift_abs
+        } else {
+            now.saturating_sub(shift_abs)
+        }
+    }
+}
+
 /// What a component may see: its variables and its store labels.
 pub struct ComponentEnv {
     /// The component id.
@@ -107,6 +146,8 @@ pub struct ComponentEnv {
     pub kv: Arc<SqliteKv>,
     /// Its logs.
     pub logs: Logs,
+    /// A shift of its wall clock, in tests.
+    pub time: Option<TimeShift>,
 }
 
 impl WasiView for Ctx {
@@ -418,6 +459,9 @@ impl Handler {
             Logs::Inherit => wasi.inherit_stdout().inherit_stderr(),
             Logs::Capture(pipe) => wasi.stdout(pipe.clone()).stderr(pipe.clone()),
         };
+        if let Some(shift) = &self.env.time {
+            wasi.wall_clock(ShiftedClock(shift.clone()));
+        }
         let wasi = wasi.build();
         let mut store = Store::new(
             &self.engine,

@@ -17,13 +17,23 @@ use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 use crate::kv::SqliteKv;
 use crate::manifest::Manifest;
 use crate::routes::Router;
-use crate::runtime::{ComponentEnv, Handler, Logs, Runtime};
+use crate::runtime::{ComponentEnv, Handler, Logs, Runtime, TimeShift};
 use crate::variables::{self, Overrides};
 
 /// A loaded application: its routes and a handler per component.
 pub struct App {
     router: Router,
     handlers: HashMap<String, Arc<Handler>>,
+}
+
+/// How the host runs the components.
+pub struct HostOptions<'a> {
+    /// Where the `default` store lives.
+    pub store: StoreLocation<'a>,
+    /// Where their logs go.
+    pub logs: Logs,
+    /// A shift of their clock (tests only).
+    pub time: Option<TimeShift>,
 }
 
 /// Where the default key-value store lives.
@@ -41,11 +51,10 @@ impl App {
         manifest: &Manifest,
         overrides: &Overrides,
         env: &HashMap<String, String>,
-        store: StoreLocation<'_>,
-        logs: Logs,
+        options: HostOptions<'_>,
     ) -> anyhow::Result<Self> {
         let vars = variables::resolve(manifest, overrides, env)?;
-        let kv = Arc::new(match store {
+        let kv = Arc::new(match options.store {
             StoreLocation::File(path) => SqliteKv::open(path)?,
             StoreLocation::Memory => SqliteKv::in_memory()?,
         });
@@ -72,7 +81,8 @@ impl App {
                 variables: vars.get(&route.component).cloned().unwrap_or_default(),
                 key_value_stores: decl.key_value_stores.clone(),
                 kv: kv.clone(),
-                logs: logs.clone(),
+                logs: options.logs.clone(),
+                time: options.time.clone(),
             };
             handlers.insert(
                 route.component.clone(),

@@ -46,7 +46,7 @@ fn from_der(der: &[u8]) -> Option<Value> {
         | Tag::VisibleString => String::from_utf8(bytes.to_vec()).ok()?,
         Tag::TeletexString => bytes.iter().map(|b| char::from(*b)).collect(),
         Tag::BmpString => {
-            if bytes.len() % 2 != 0 {
+            if !bytes.len().is_multiple_of(2) {
                 return None;
             }
             let units: Vec<u16> = bytes
@@ -103,7 +103,7 @@ fn attribute_oid(name: &str) -> Option<String> {
 }
 
 fn hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -125,7 +125,9 @@ fn split_unescaped(text: &str, seps: &[u8]) -> Vec<String> {
             parts.push(String::new());
             continue;
         }
-        parts.last_mut().map(|p| p.push(c));
+        if let Some(p) = parts.last_mut() {
+            p.push(c);
+        }
     }
     parts
 }

@@ -66,6 +66,12 @@ pub enum ProtocolError {
     InvalidToken(&'static str),
     /// `insufficient_scope` (RFC 6750 3.1, UI-5).
     InsufficientScope(&'static str),
+    /// The caller is authenticated but may not see this resource (a consent of another
+    /// client, CONS).
+    Forbidden(&'static str),
+    /// `CONSENTIMENTO_EM_STATUS_REJEITADO`: revoking a consent that is already rejected
+    /// (Consents API v3, CONS-1).
+    ConsentAlreadyRejected(&'static str),
     /// The route exists but not for this method (BCA-1).
     MethodNotAllowed(&'static str),
     /// No such resource under this route.
@@ -97,6 +103,8 @@ impl ProtocolError {
             Self::InvalidIdTokenHint(_) => "invalid_id_token_hint",
             Self::InvalidToken(_) => "invalid_token",
             Self::InsufficientScope(_) => "insufficient_scope",
+            Self::Forbidden(_) => "forbidden",
+            Self::ConsentAlreadyRejected(_) => "CONSENTIMENTO_EM_STATUS_REJEITADO",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::NotFound(_) => "not_found",
             Self::ServerError(_) => "server_error",
@@ -124,6 +132,8 @@ impl ProtocolError {
             | Self::InvalidIdTokenHint(d)
             | Self::InvalidToken(d)
             | Self::InsufficientScope(d)
+            | Self::Forbidden(d)
+            | Self::ConsentAlreadyRejected(d)
             | Self::MethodNotAllowed(d)
             | Self::NotFound(d)
             | Self::ServerError(d)
@@ -157,6 +167,8 @@ impl ProtocolError {
             | Self::InvalidBindingMessage(_)
             | Self::ExpiredIdTokenHint(_)
             | Self::InvalidIdTokenHint(_) => 400,
+            Self::Forbidden(_) => 403,
+            Self::ConsentAlreadyRejected(_) => 422,
             Self::MethodNotAllowed(_) => 405,
             Self::NotFound(_) => 404,
             Self::ServerError(_) => 500,
@@ -168,10 +180,20 @@ impl ProtocolError {
     /// `Cache-Control: no-store` (design.md, Errors), and at bearer-token endpoints the
     /// `WWW-Authenticate` challenge of RFC 6750 3.
     pub fn to_response(&self, endpoint: Endpoint) -> Response {
-        let body = serde_json::json!({
-            "error": self.code(),
-            "error_description": self.description(),
-        });
+        let body = match endpoint {
+            // The Open Finance Brasil APIs answer with their `ResponseError` shape.
+            Endpoint::Consents => serde_json::json!({
+                "errors": [{
+                    "code": self.code(),
+                    "title": self.code(),
+                    "detail": self.description(),
+                }],
+            }),
+            _ => serde_json::json!({
+                "error": self.code(),
+                "error_description": self.description(),
+            }),
+        };
         let mut response = Response::json(self.status(endpoint), &body);
         let bearer_endpoint = matches!(endpoint, Endpoint::UserInfo | Endpoint::Consents);
         if bearer_endpoint && matches!(self, Self::InvalidToken(_) | Self::InsufficientScope(_)) {

@@ -94,6 +94,15 @@ impl Response {
         response
     }
 
+    /// `204 No Content`, not cacheable.
+    pub fn no_content() -> Self {
+        Self {
+            status: 204,
+            headers: vec![("cache-control", "no-store".to_string())],
+            body: Vec::new(),
+        }
+    }
+
     /// The first value of header `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

@@ -19,6 +19,7 @@ pub mod client_auth;
 pub mod clients;
 pub mod clock;
 pub mod config;
+pub mod consent;
 pub mod discovery;
 pub mod dn;
 pub mod endpoints;
@@ -28,6 +29,7 @@ pub mod form;
 pub mod http;
 pub mod jose;
 pub mod store;
+pub mod time;
 pub mod types;
 pub mod users;
 

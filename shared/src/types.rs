@@ -1,6 +1,6 @@
 //! Brazilian document numbers, validated with their check digits.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 fn digits<const N: usize>(text: &str) -> Option<[u32; N]> {
     let bytes = text.as_bytes();
@@ -17,9 +17,22 @@ fn digits<const N: usize>(text: &str) -> Option<[u32; N]> {
 
 /// A CPF: 11 digits as a string, leading zeros kept, no punctuation, check digits right
 /// (FAPI-BR 5.2.2.3, TKN-9).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct Cpf(String);
+
+impl TryFrom<String> for Cpf {
+    type Error = &'static str;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::parse(&text).ok_or("not a valid CPF")
+    }
+}
+
+impl From<Cpf> for String {
+    fn from(cpf: Cpf) -> Self {
+        cpf.0
+    }
+}
 
 impl Cpf {
     /// Parses `^\d{11}$` and checks both check digits (mod 11).
@@ -39,9 +52,22 @@ impl Cpf {
 }
 
 /// A CNPJ: 14 digits as a string with both check digits right (FAPI-BR 5.2.2.4, TKN-9).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct Cnpj(String);
+
+impl TryFrom<String> for Cnpj {
+    type Error = &'static str;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::parse(&text).ok_or("not a valid CNPJ")
+    }
+}
+
+impl From<Cnpj> for String {
+    fn from(cnpj: Cnpj) -> Self {
+        cnpj.0
+    }
+}
 
 impl Cnpj {
     /// Parses `^\d{14}$` and checks both check digits (mod 11).

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod configuration;
+mod consents;
 mod discovery;
 mod jwks;
 mod store;

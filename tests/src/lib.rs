@@ -10,8 +10,8 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use ciba_host::manifest::Manifest;
-use ciba_host::runtime::{Logs, MemoryOutputPipe, Runtime};
-use ciba_host::server::{App, StoreLocation};
+use ciba_host::runtime::{Logs, MemoryOutputPipe, Runtime, TimeShift};
+use ciba_host::server::{App, HostOptions, StoreLocation};
 use ciba_host::variables::Overrides;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
@@ -151,6 +151,8 @@ pub struct Server {
     pub base: String,
     /// The components' stdout and stderr.
     pub logs: MemoryOutputPipe,
+    /// The components' clock: `time.advance(3600)` lets an hour pass.
+    pub time: TimeShift,
     db: Option<PathBuf>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -206,13 +208,17 @@ impl Server {
             Some(path) => StoreLocation::File(path),
             None => StoreLocation::Memory,
         };
+        let time = TimeShift::default();
         let app = Arc::new(App::load(
             runtime(),
             &manifest,
             &overrides,
             &HashMap::new(),
-            location,
-            Logs::Capture(logs.clone()),
+            HostOptions {
+                store: location,
+                logs: Logs::Capture(logs.clone()),
+                time: Some(time.clone()),
+            },
         )?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         listener.set_nonblocking(true)?;
@@ -234,6 +240,7 @@ impl Server {
         Ok(Self {
             base,
             logs,
+            time,
             db,
             stop: Some(stop),
             thread: Some(thread),

@@ -3,7 +3,8 @@
 use std::sync::OnceLock;
 
 use ciba::config::ConfigError;
-use ciba::endpoints::token::{Deps, TokenEndpoint};
+use ciba::endpoints::Deps;
+use ciba::endpoints::token::TokenEndpoint;
 use ciba::error::{Endpoint, ProtocolError};
 use ciba_spin::{OsRandom, SpinStore, SystemClock};
 use spin_sdk::http::{IntoResponse, Request};

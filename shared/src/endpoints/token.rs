@@ -1,15 +1,14 @@
 //! `POST /token` (TOK-1…3, TOK-20/21): client authentication, then the grant.
 
+use super::Deps;
 use crate::access_token::{self, AccessTokenRecord, Grant};
 use crate::client_auth::{AuthenticatedClient, ClientAuthSettings, authenticate};
 use crate::clients::{Clients, GrantType};
-use crate::clock::{Clock, Random};
 use crate::config::{ClientCertHeader, ConfigError, Issuer, Lifetimes, Variables, required, var};
 use crate::error::{Endpoint, ProtocolError};
 use crate::fapi;
 use crate::form::Form;
 use crate::http::{Method, Request, Response};
-use crate::store::KeyValue;
 
 /// Scopes a `client_credentials` token may carry: the client-level ones (TOK-20, CONS-3).
 pub const CLIENT_LEVEL_SCOPES: [&str; 2] = ["consents", "payments"];
@@ -21,16 +20,6 @@ pub struct TokenEndpoint {
     clients: Clients,
     client_cert_header: ClientCertHeader,
     lifetimes: Lifetimes,
-}
-
-/// What one request may use besides configuration.
-pub struct Deps<'a> {
-    /// The key-value store.
-    pub store: &'a dyn KeyValue,
-    /// The clock.
-    pub clock: &'a dyn Clock,
-    /// Randomness.
-    pub random: &'a dyn Random,
 }
 
 impl TokenEndpoint {

@@ -1,0 +1,205 @@
+//! The consent record shared by the Consents API and the AS (CONS-1), and its states:
+//!
+//! ```text
+//!   POST ──> AWAITING_AUTHORISATION ──(holder approves, AD-5)──> AUTHORISED
+//!                  │  │                                              │
+//!   DELETE / deny ─┘  └─ 60 min pass: REJECTED (ASPSP, CONSENT_EXPIRED)│
+//!                  v                                                 v
+//!               REJECTED (USER, CUSTOMER_MANUALLY_REJECTED)   REJECTED (USER, CUSTOMER_MANUALLY_REVOKED)
+//! ```
+//!
+//! Timers are not stored transitions: [`Consent::at`] gives the status a consent has at a
+//! moment, so a consent read after its window reads as rejected without anyone writing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixTime;
+use crate::types::{Cnpj, Cpf};
+
+/// How long a data consent may wait for authorisation (CONS; AD-7): 60 minutes.
+pub const AUTHORISATION_WINDOW: i64 = 3600;
+
+/// A consent's status (Consents API v3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    /// Lodged, waiting for the holder.
+    AwaitingAuthorisation,
+    /// The holder approved.
+    Authorised,
+    /// Refused, revoked or expired.
+    Rejected,
+}
+
+/// Who rejected a consent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RejectedBy {
+    /// The account holder (directly or through the client).
+    User,
+    /// The account-holding institution (timers).
+    Aspsp,
+}
+
+/// Why a consent was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RejectionCode {
+    /// Not authorised within its window.
+    ConsentExpired,
+    /// Refused before it was authorised.
+    CustomerManuallyRejected,
+    /// Revoked after it was authorised.
+    CustomerManuallyRevoked,
+    /// Its `expirationDateTime` passed.
+    ConsentMaxDateReached,
+}
+
+/// `rejection`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// `rejectedBy`.
+    pub rejected_by: RejectedBy,
+    /// `reason.code`.
+    pub code: RejectionCode,
+    /// When it happened.
+    pub at: UnixTime,
+}
+
+/// A lodged consent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    /// The URN id.
+    pub consent_id: String,
+    /// The client that lodged it; only it may read or revoke it.
+    pub client_id: String,
+    /// `loggedUser.document.identification`.
+    pub logged_user: Cpf,
+    /// `businessEntity.document.identification`.
+    pub business_entity: Option<Cnpj>,
+    /// `permissions`.
+    pub permissions: Vec<String>,
+    /// `expirationDateTime`, none for a consent with no end date.
+    pub expiration: Option<UnixTime>,
+    /// `creationDateTime`.
+    pub created: UnixTime,
+    /// The stored status.
+    pub status: Status,
+    /// `statusUpdateDateTime` of the stored status.
+    pub status_updated: UnixTime,
+    /// Present when the stored status is `REJECTED`.
+    pub rejection: Option<Rejection>,
+}
+
+/// An illegal transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransitionError {
+    /// The consent is already rejected.
+    AlreadyRejected,
+}
+
+impl Consent {
+    /// The consent as it stands at `now`, timers applied.
+    pub fn at(&self, now: UnixTime) -> Self {
+        let mut view = self.clone();
+        let expired_at = match self.status {
+            Status::AwaitingAuthorisation if now >= self.created + AUTHORISATION_WINDOW => Some((
+                self.created + AUTHORISATION_WINDOW,
+                RejectionCode::ConsentExpired,
+            )),
+            Status::Authorised => self
+                .expiration
+                .filter(|e| now >= *e)
+                .map(|e| (e, RejectionCode::ConsentMaxDateReached)),
+            _ => None,
+        };
+        if let Some((at, code)) = expired_at {
+            view.status = Status::Rejected;
+            view.status_updated = at;
+            view.rejection = Some(Rejection {
+                rejected_by: RejectedBy::Aspsp,
+                code,
+                at,
+            });
+        }
+        view
+    }
+
+    /// `DELETE` by the client on the holder's behalf (Consents API v3).
+    pub fn revoke(&self, now: UnixTime) -> Result<Self, TransitionError> {
+        let current = self.at(now);
+        let code = match current.status {
+            Status::Rejected => return Err(TransitionError::AlreadyRejected),
+            Status::AwaitingAuthorisation => RejectionCode::CustomerManuallyRejected,
+            Status::Authorised => RejectionCode::CustomerManuallyRevoked,
+        };
+        Ok(Self {
+            status: Status::Rejected,
+            status_updated: now,
+            rejection: Some(Rejection {
+                rejected_by: RejectedBy::User,
+                code,
+                at: now,
+            }),
+            ..current
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consent() -> Consent {
+        Consent {
+            consent_id: "urn:ofbciba:1".into(),
+            client_id: "tpp".into(),
+            logged_user: Cpf::parse("52998224725").unwrap(),
+            business_entity: None,
+            permissions: vec!["ACCOUNTS_READ".into(), "RESOURCES_READ".into()],
+            expiration: Some(10_000),
+            created: 1000,
+            status: Status::AwaitingAuthorisation,
+            status_updated: 1000,
+            rejection: None,
+        }
+    }
+
+    #[test]
+    fn cons_1_a_data_consent_not_authorised_in_60_minutes_reads_as_expired() {
+        let c = consent();
+        assert_eq!(c.at(1000 + 3599).status, Status::AwaitingAuthorisation);
+        let late = c.at(1000 + 3600);
+        assert_eq!(late.status, Status::Rejected);
+        let r = late.rejection.unwrap();
+        assert_eq!(
+            (r.rejected_by, r.code),
+            (RejectedBy::Aspsp, RejectionCode::ConsentExpired)
+        );
+        assert_eq!(c.revoke(5000), Err(TransitionError::AlreadyRejected));
+    }
+
+    #[test]
+    fn cons_1_revoking_rejects_once() {
+        let c = consent();
+        let revoked = c.revoke(2000).unwrap();
+        assert_eq!(revoked.status, Status::Rejected);
+        assert_eq!(
+            revoked.rejection.unwrap().code,
+            RejectionCode::CustomerManuallyRejected
+        );
+        assert_eq!(revoked.revoke(2001), Err(TransitionError::AlreadyRejected));
+        let authorised = Consent {
+            status: Status::Authorised,
+            ..c
+        };
+        assert_eq!(
+            authorised.revoke(2000).unwrap().rejection.unwrap().code,
+            RejectionCode::CustomerManuallyRevoked
+        );
+        assert_eq!(
+            authorised.at(10_000).rejection.unwrap().code,
+            RejectionCode::ConsentMaxDateReached
+        );
+    }
+}

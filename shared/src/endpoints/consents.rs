@@ -1,0 +1,349 @@
+//! `POST, GET, DELETE /open-banking/consents/v3/consents[/<consentId>]`: the Lodging Intent
+//! (CONS-1…3). Every call needs a `client_credentials` access token with scope `consents`,
+//! bound to the certificate presented, and an `x-fapi-interaction-id` that is echoed.
+
+use serde_json::{Value, json};
+
+use super::Deps;
+use crate::access_token::{Grant, ValidAccessToken, validate_bearer};
+use crate::certificate::ClientCertificate;
+use crate::clock::UnixTime;
+use crate::config::{ClientCertHeader, ConfigError, Issuer, Variables, required, var};
+use crate::consent::{AUTHORISATION_WINDOW, Consent, Status, TransitionError};
+use crate::error::{Endpoint, ProtocolError};
+use crate::fapi;
+use crate::http::{Method, Request, Response};
+use crate::store::{Swap, keys, record};
+use crate::types::{Cnpj, Cpf};
+
+/// The route (design.md).
+pub const PATH: &str = "/open-banking/consents/v3/consents";
+
+/// The permissions of the Consents API v3 (data sharing).
+pub const PERMISSIONS: [&str; 36] = [
+    "ACCOUNTS_READ",
+    "ACCOUNTS_BALANCES_READ",
+    "ACCOUNTS_TRANSACTIONS_READ",
+    "ACCOUNTS_OVERDRAFT_LIMITS_READ",
+    "CREDIT_CARDS_ACCOUNTS_READ",
+    "CREDIT_CARDS_ACCOUNTS_BILLS_READ",
+    "CREDIT_CARDS_ACCOUNTS_BILLS_TRANSACTIONS_READ",
+    "CREDIT_CARDS_ACCOUNTS_LIMITS_READ",
+    "CREDIT_CARDS_ACCOUNTS_TRANSACTIONS_READ",
+    "CUSTOMERS_PERSONAL_IDENTIFICATIONS_READ",
+    "CUSTOMERS_PERSONAL_ADITTIONALINFO_READ",
+    "CUSTOMERS_BUSINESS_IDENTIFICATIONS_READ",
+    "CUSTOMERS_BUSINESS_ADITTIONALINFO_READ",
+    "FINANCINGS_READ",
+    "FINANCINGS_SCHEDULED_INSTALMENTS_READ",
+    "FINANCINGS_PAYMENTS_READ",
+    "FINANCINGS_WARRANTIES_READ",
+    "INVOICE_FINANCINGS_READ",
+    "INVOICE_FINANCINGS_SCHEDULED_INSTALMENTS_READ",
+    "INVOICE_FINANCINGS_PAYMENTS_READ",
+    "INVOICE_FINANCINGS_WARRANTIES_READ",
+    "LOANS_READ",
+    "LOANS_SCHEDULED_INSTALMENTS_READ",
+    "LOANS_PAYMENTS_READ",
+    "LOANS_WARRANTIES_READ",
+    "UNARRANGED_ACCOUNTS_OVERDRAFT_READ",
+    "UNARRANGED_ACCOUNTS_OVERDRAFT_SCHEDULED_INSTALMENTS_READ",
+    "UNARRANGED_ACCOUNTS_OVERDRAFT_PAYMENTS_READ",
+    "UNARRANGED_ACCOUNTS_OVERDRAFT_WARRANTIES_READ",
+    "BANK_FIXED_INCOMES_READ",
+    "CREDIT_FIXED_INCOMES_READ",
+    "FUNDS_READ",
+    "VARIABLE_INCOMES_READ",
+    "TREASURE_TITLES_READ",
+    "EXCHANGES_READ",
+    "RESOURCES_READ",
+];
+
+/// How long a consent record is kept after it can no longer change.
+const RETENTION: i64 = 365 * 86_400;
+
+/// What the Consents API is configured with.
+#[derive(Debug)]
+pub struct ConsentsEndpoint {
+    issuer: Issuer,
+    client_cert_header: ClientCertHeader,
+}
+
+fn bad(why: &'static str) -> ProtocolError {
+    ProtocolError::InvalidRequest(why)
+}
+
+fn store_error<E>(_: E) -> ProtocolError {
+    ProtocolError::ServerError("the store is unavailable")
+}
+
+impl ConsentsEndpoint {
+    /// Reads the variables the Consents API needs.
+    pub fn load(vars: &dyn Variables) -> Result<Self, ConfigError> {
+        Ok(Self {
+            issuer: Issuer::parse(&required(vars, var::ISSUER)?)?,
+            client_cert_header: ClientCertHeader::load(vars)?,
+        })
+    }
+
+    /// Answers one request.
+    pub fn handle(&self, request: &Request, deps: &Deps<'_>) -> Response {
+        let interaction_id = match fapi::required(request) {
+            Ok(id) => id,
+            Err(e) => return e.to_response(Endpoint::Consents),
+        };
+        let mut response = self
+            .respond(request, deps)
+            .unwrap_or_else(|e| e.to_response(Endpoint::Consents));
+        response.headers.push((fapi::HEADER, interaction_id));
+        response
+    }
+
+    fn respond(&self, request: &Request, deps: &Deps<'_>) -> Result<Response, ProtocolError> {
+        let now = deps.clock.now();
+        let token = self.authorize(request, deps, now)?;
+        let client_id = token.record.client_id.as_str();
+        let id = request.path_info.trim_start_matches('/');
+        match (id.is_empty(), request.method) {
+            (true, Method::Post) => self.create(request, client_id, deps, now),
+            (false, Method::Get) => {
+                let (consent, _) = self.find(id, client_id, deps, now)?;
+                Ok(Response::json(200, &self.render(&consent.at(now), now)))
+            }
+            (false, Method::Delete) => self.revoke(id, client_id, deps, now),
+            _ => Err(ProtocolError::MethodNotAllowed(
+                "POST on the collection, GET or DELETE on a consent",
+            )),
+        }
+    }
+
+    /// CONS-3: a `client_credentials` token with scope `consents`, bound to this request's
+    /// certificate (TKN-2, RFC 8705 3).
+    fn authorize(
+        &self,
+        request: &Request,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<ValidAccessToken, ProtocolError> {
+        let certificate = ClientCertificate::presented(request, &self.client_cert_header)
+            .map_err(|_| ProtocolError::InvalidToken("the client certificate cannot be read"))?;
+        if self.client_cert_header.mtls() && certificate.is_none() {
+            return Err(ProtocolError::InvalidToken(
+                "a client certificate is required (mTLS)",
+            ));
+        }
+        let token = validate_bearer(
+            request,
+            deps.store,
+            now,
+            certificate.as_ref().map(|c| c.x5t_s256()),
+        )?;
+        if token.record.grant != Grant::ClientCredentials
+            || !token.record.scope.iter().any(|s| s == "consents")
+        {
+            return Err(ProtocolError::InsufficientScope(
+                "a client_credentials token with scope consents is required",
+            ));
+        }
+        Ok(token)
+    }
+
+    fn create(
+        &self,
+        request: &Request,
+        client_id: &str,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<Response, ProtocolError> {
+        let json_body = request
+            .header_values("content-type")
+            .next()
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+        if !json_body {
+            return Err(bad("the body must be application/json"));
+        }
+        let body: Value =
+            serde_json::from_slice(&request.body).map_err(|_| bad("the body is not JSON"))?;
+        let data = body
+            .get("data")
+            .filter(|d| d.is_object())
+            .ok_or(bad("data is required"))?;
+        let logged_user = document(data.get("loggedUser"), "CPF")
+            .and_then(Cpf::parse)
+            .ok_or(bad(
+                "data.loggedUser.document must be a valid CPF with rel CPF",
+            ))?;
+        let business_entity = match data.get("businessEntity") {
+            None | Some(Value::Null) => None,
+            some => Some(
+                document(some, "CNPJ")
+                    .and_then(Cnpj::parse)
+                    .ok_or(bad(
+                        "data.businessEntity.document must be a valid CNPJ with rel CNPJ",
+                    ))?,
+            ),
+        };
+        let permissions = permissions(data.get("permissions"))?;
+        let expiration = match data.get("expirationDateTime") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_str()
+                    .and_then(crate::time::parse)
+                    .filter(|t| *t > now)
+                    .ok_or(bad(
+                        "data.expirationDateTime must be a future UTC date-time",
+                    ))?,
+            ),
+        };
+        let mut id = [0u8; 16];
+        deps.random.fill(&mut id).map_err(store_error)?;
+        let consent = Consent {
+            consent_id: format!(
+                "urn:ofbciba:{}",
+                uuid::Builder::from_random_bytes(id)
+                    .into_uuid()
+                    .hyphenated()
+            ),
+            client_id: client_id.to_string(),
+            logged_user,
+            business_entity,
+            permissions,
+            expiration,
+            created: now,
+            status: Status::AwaitingAuthorisation,
+            status_updated: now,
+            rejection: None,
+        };
+        let keep_until = expiration
+            .unwrap_or(now + 10 * RETENTION)
+            .max(now + AUTHORISATION_WINDOW)
+            + RETENTION;
+        record::put(
+            deps.store,
+            &keys::consent(&consent.consent_id),
+            &consent,
+            keep_until,
+            deps.random,
+        )
+        .map_err(store_error)?;
+        Ok(Response::json(201, &self.render(&consent, now)))
+    }
+
+    fn find(
+        &self,
+        id: &str,
+        client_id: &str,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<(Consent, record::Stored<Consent>), ProtocolError> {
+        let id = percent_encoding::percent_decode_str(id)
+            .decode_utf8()
+            .map_err(|_| ProtocolError::NotFound("no such consent"))?;
+        let stored = record::get::<Consent>(deps.store, &keys::consent(&id), now)
+            .map_err(store_error)?
+            .ok_or(ProtocolError::NotFound("no such consent"))?;
+        if stored.data.client_id != client_id {
+            return Err(ProtocolError::Forbidden(
+                "the consent belongs to another client",
+            ));
+        }
+        Ok((stored.data.clone(), stored))
+    }
+
+    fn revoke(
+        &self,
+        id: &str,
+        client_id: &str,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<Response, ProtocolError> {
+        // A concurrent change (the holder approving) makes the swap fail: read again.
+        for _ in 0..3 {
+            let (consent, stored) = self.find(id, client_id, deps, now)?;
+            let revoked = consent.revoke(now).map_err(|e| match e {
+                TransitionError::AlreadyRejected => {
+                    ProtocolError::ConsentAlreadyRejected("the consent is already rejected")
+                }
+            })?;
+            match record::replace(
+                deps.store,
+                &keys::consent(&consent.consent_id),
+                &stored,
+                &revoked,
+                stored.exp,
+                deps.random,
+            )
+            .map_err(store_error)?
+            {
+                Swap::Swapped => return Ok(Response::no_content()),
+                Swap::Conflict => continue,
+            }
+        }
+        Err(ProtocolError::TemporarilyUnavailable(
+            "the consent is changing: try again",
+        ))
+    }
+
+    fn render(&self, consent: &Consent, now: UnixTime) -> Value {
+        let mut data = json!({
+            "consentId": consent.consent_id,
+            "creationDateTime": crate::time::format(consent.created),
+            "status": consent.status,
+            "statusUpdateDateTime": crate::time::format(consent.status_updated),
+            "permissions": consent.permissions,
+        });
+        if let Some(e) = consent.expiration {
+            data["expirationDateTime"] = json!(crate::time::format(e));
+        }
+        if let Some(r) = consent.rejection {
+            data["rejection"] =
+                json!({ "rejectedBy": r.rejected_by, "reason": { "code": r.code } });
+        }
+        let self_link = format!(
+            "{}/{}",
+            self.issuer.url(PATH),
+            percent_encoding::utf8_percent_encode(
+                &consent.consent_id,
+                percent_encoding::NON_ALPHANUMERIC
+            )
+        );
+        json!({
+            "data": data,
+            "links": { "self": self_link },
+            "meta": { "totalRecords": 1, "totalPages": 1, "requestDateTime": crate::time::format(now) },
+        })
+    }
+}
+
+/// `{"document": {"identification": "...", "rel": "<rel>"}}` -> the identification.
+fn document<'a>(holder: Option<&'a Value>, rel: &str) -> Option<&'a str> {
+    let document = holder?.get("document")?;
+    (document.get("rel")?.as_str()? == rel).then_some(())?;
+    document.get("identification")?.as_str()
+}
+
+/// Known permissions, no repeats, `RESOURCES_READ` among them (Consents API v3).
+fn permissions(value: Option<&Value>) -> Result<Vec<String>, ProtocolError> {
+    let list = value
+        .and_then(Value::as_array)
+        .filter(|l| !l.is_empty())
+        .ok_or(bad("data.permissions is required"))?;
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for p in list {
+        let p = p
+            .as_str()
+            .filter(|p| PERMISSIONS.contains(p))
+            .ok_or(bad("data.permissions holds an unknown permission"))?;
+        if out.iter().any(|o| o == p) {
+            return Err(bad("data.permissions holds a permission twice"));
+        }
+        out.push(p.to_string());
+    }
+    if !out.iter().any(|p| p == "RESOURCES_READ") || out.len() < 2 {
+        return Err(bad(
+            "data.permissions must include RESOURCES_READ and a data permission",
+        ));
+    }
+    Ok(out)
+}
