@@ -110,3 +110,43 @@ pub fn random_token() -> anyhow::Result<String> {
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     Ok(b64u(&bytes))
 }
+
+/// The private key of a private RSA JWK (as [`private_jwk`] writes it).
+pub fn private_key_from_jwk(jwk: &Value) -> anyhow::Result<RsaPrivateKey> {
+    let int = |name: &str| -> anyhow::Result<rsa::BigUint> {
+        let text = jwk[name]
+            .as_str()
+            .with_context(|| format!("the JWK has no {name}"))?;
+        Ok(rsa::BigUint::from_bytes_be(&URL_SAFE_NO_PAD.decode(text)?))
+    };
+    Ok(RsaPrivateKey::from_components(
+        int("n")?,
+        int("e")?,
+        int("d")?,
+        vec![int("p")?, int("q")?],
+    )?)
+}
+
+/// A `private_key_jwt` client assertion (RFC 7523) from `client_id` to `aud`, signed PS256,
+/// valid for two minutes.
+pub fn client_assertion(
+    key: &RsaPrivateKey,
+    kid: &str,
+    client_id: &str,
+    aud: &str,
+) -> anyhow::Result<String> {
+    use jwt_compact::{AlgorithmExt, Claims, Header};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let claims = json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": aud,
+        "iat": now,
+        "exp": now + 120,
+        "jti": random_token()?,
+    });
+    let header = Header::empty().with_key_id(kid);
+    Ok(jwt_compact::alg::Rsa::ps256().token(&header, &Claims::new(claims), key)?)
+}

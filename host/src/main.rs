@@ -5,6 +5,7 @@
 //! - `ciba-host build [--from spin.toml]`: like `spin build`.
 //! - `ciba-host dev [--listen ...]`: generates development material into `.dev/` on first run,
 //!   builds, and serves with it on `http://127.0.0.1:3000`.
+//! - `ciba-host assertion`: prints a fresh `private_key_jwt` assertion of the demo client.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -60,7 +61,8 @@ const HELP: &str = "ciba-host: runs this Spin bundle without Spin
 
   ciba-host dev   [--listen ADDR]   generate .dev/ on first run, build, serve on 127.0.0.1:3000
   ciba-host up    [--from spin.toml] [--listen ADDR] [--build] [--state-dir DIR] [--variable name=value|name=@file]...
-  ciba-host build [--from spin.toml]";
+  ciba-host build [--from spin.toml]
+  ciba-host assertion [--listen ADDR]  print a client assertion of the demo client (after `dev`)";
 
 #[tokio::main]
 async fn main() {
@@ -75,6 +77,14 @@ async fn run() -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
     match args.command.as_str() {
         "build" => return ciba_host::build::build_all(&manifest),
+        "assertion" => {
+            let folder = DevFolder::new(manifest.dir.join(".dev"));
+            println!(
+                "{}",
+                folder.demo_client_assertion(&format!("http://{}/token", args.listen))?
+            );
+            return Ok(());
+        }
         "up" => {}
         "dev" => {
             let folder = DevFolder::new(manifest.dir.join(".dev"));

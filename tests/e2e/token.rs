@@ -529,3 +529,87 @@ fn cli_10_the_certificate_must_belong_to_the_registered_organisation() {
     );
     assert_error(&send("CN=org,C=BR"), 401, "invalid_client");
 }
+
+#[test]
+fn cli_3_the_method_used_must_be_the_registered_one() {
+    // mtls-tpp is registered for tls_client_auth: an assertion in its name is refused.
+    let a = sign(
+        "PS256",
+        &material().client_key,
+        "tpp-key-1",
+        claims("mtls-tpp", &token_url()),
+    );
+    let response = post(
+        &format!("grant_type=client_credentials&{}", assertion::form(&a)),
+        &[],
+    );
+    assert_error(&response, 401, "invalid_client");
+}
+
+#[test]
+fn cli_5_an_assertion_not_yet_valid_is_refused() {
+    let mut c = claims("tpp-1", &token_url());
+    c.insert("nbf".into(), json!(assertion::now() + 300));
+    let a = sign("PS256", &material().client_key, "tpp-key-1", c);
+    assert_error(&client_credentials(&a), 401, "invalid_client");
+}
+
+#[test]
+fn tkn_2_without_mtls_tokens_are_issued_unbound_and_discovery_says_so() {
+    let mut vars = variables();
+    vars.insert("client_cert_header", String::new());
+    let server = Server::bundle(vars);
+    let aud = format!("{}/token", server.base);
+    let a = sign(
+        "PS256",
+        &material().client_key,
+        "tpp-key-1",
+        claims("tpp-1", &aud),
+    );
+    let body = format!("grant_type=client_credentials&{}", assertion::form(&a));
+    let response = server.send(
+        "POST",
+        "/token",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    );
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    let token = response.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lodged = server.send(
+        "POST",
+        "/open-banking/consents/v3/consents",
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("content-type", "application/json"),
+            (
+                "x-fapi-interaction-id",
+                "5b8f2c1e-1d2a-4b3c-9d4e-5f6a7b8c9d0e",
+            ),
+        ],
+        json!({ "data": {
+            "loggedUser": { "document": { "identification": "52998224725", "rel": "CPF" } },
+            "permissions": ["ACCOUNTS_READ", "RESOURCES_READ"],
+        }})
+        .to_string()
+        .as_bytes(),
+    );
+    assert_eq!(
+        lodged.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&lodged.body)
+    );
+    let discovery = server.get("/.well-known/openid-configuration").json();
+    assert_eq!(
+        discovery["tls_client_certificate_bound_access_tokens"],
+        json!(false)
+    );
+}

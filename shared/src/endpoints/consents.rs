@@ -176,13 +176,9 @@ impl ConsentsEndpoint {
             ))?;
         let business_entity = match data.get("businessEntity") {
             None | Some(Value::Null) => None,
-            some => Some(
-                document(some, "CNPJ")
-                    .and_then(Cnpj::parse)
-                    .ok_or(bad(
-                        "data.businessEntity.document must be a valid CNPJ with rel CNPJ",
-                    ))?,
-            ),
+            some => Some(document(some, "CNPJ").and_then(Cnpj::parse).ok_or(bad(
+                "data.businessEntity.document must be a valid CNPJ with rel CNPJ",
+            ))?),
         };
         let permissions = permissions(data.get("permissions"))?;
         let expiration = match data.get("expirationDateTime") {
