@@ -30,6 +30,11 @@ impl SqliteKv {
         }
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open the key-value store {}", path.display()))?;
+        // Write-ahead logging without an fsync per commit: a crash of this process loses
+        // nothing, a power cut may lose the last commits. Each commit otherwise costs one or
+        // two fsyncs, which dominated every write (bench/README.md).
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         Self::init(conn)
     }
 

@@ -95,7 +95,7 @@ fn assert_error(response: &Response, status: u16, error: &str) {
 }
 
 #[test]
-fn tok_21_client_credentials_issues_a_bound_opaque_token_and_nothing_else() {
+fn tok_21_tkn_1_3_client_credentials_issues_an_opaque_token_and_nothing_else() {
     let response = client_credentials(&good_assertion());
     assert_eq!(
         response.status,
@@ -172,7 +172,7 @@ fn tok_20_client_credentials_refuses_openid_consent_and_data_scopes() {
 }
 
 #[test]
-fn tok_3_grant_type_errors() {
+fn tok_2_3_grant_type_errors_are_400_with_only_error_and_description() {
     let response = post(&assertion::form(&good_assertion()), &[]);
     assert_error(&response, 400, "invalid_request");
     let response = post(
@@ -284,7 +284,7 @@ fn bad_assertions() -> Vec<(&'static str, String)> {
 }
 
 #[test]
-fn cli_4_5_each_bad_client_assertion_is_invalid_client() {
+fn cli_1_4_5_each_bad_client_assertion_is_401_invalid_client() {
     for (case, assertion) in bad_assertions() {
         let response = client_credentials(&assertion);
         assert_eq!(
