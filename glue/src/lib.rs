@@ -124,3 +124,26 @@ pub async fn serve(
     };
     write_response(answer.unwrap_or_else(|e| e.to_response(endpoint)))
 }
+
+/// Serves one request with an endpoint that needs the store, the clock and randomness:
+/// configuration from [`once`], the `default` store opened for this request.
+pub async fn serve_with_state<T: 'static>(
+    endpoint: Endpoint,
+    request: spin_sdk::http::Request,
+    cell: &'static OnceLock<Result<T, ConfigError>>,
+    load: impl FnOnce(&dyn Variables) -> Result<T, ConfigError>,
+    handle: impl FnOnce(&T, &ciba::http::Request, &ciba::endpoints::Deps<'_>) -> ciba::http::Response,
+) -> http::Response<Full<Bytes>> {
+    serve(endpoint, request, |request| {
+        let configured = once(cell, load)?;
+        let store = SpinStore::open_default()
+            .map_err(|_| ProtocolError::ServerError("the store is unavailable"))?;
+        let deps = ciba::endpoints::Deps {
+            store: &store,
+            clock: &SystemClock,
+            random: &OsRandom,
+        };
+        Ok(handle(configured, request, &deps))
+    })
+    .await
+}

@@ -182,14 +182,10 @@ fn tok_2_3_grant_type_errors_are_400_with_only_error_and_description() {
     assert_error(&response, 400, "unsupported_grant_type");
     // mtls-tpp is registered for client_credentials only.
     let cert = certificate_header("CN=mtls-tpp,2.5.4.97=#0c094f464242522d313233,O=TPP Ltda,C=BR");
-    let response = server().send(
-        "POST",
+    let response = server().post_form(
         "/token",
-        &[
-            ("content-type", "application/x-www-form-urlencoded"),
-            (CERT_HEADER, &cert),
-        ],
-        b"grant_type=refresh_token&refresh_token=abc&client_id=mtls-tpp",
+        Some(&cert),
+        "grant_type=refresh_token&refresh_token=abc&client_id=mtls-tpp",
     );
     assert_error(&response, 400, "unauthorized_client");
 }
@@ -322,15 +318,7 @@ fn cli_4_bad_assertions_leave_the_store_untouched() {
     let before = server.store_rows();
     for a in &cases {
         let body = format!("grant_type=client_credentials&{}", assertion::form(a));
-        let response = server.send(
-            "POST",
-            "/token",
-            &[
-                ("content-type", "application/x-www-form-urlencoded"),
-                (CERT_HEADER, certificate()),
-            ],
-            body.as_bytes(),
-        );
+        let response = server.post_form("/token", Some(certificate()), &body);
         assert_eq!(response.status, 401);
     }
     assert_eq!(
@@ -340,15 +328,7 @@ fn cli_4_bad_assertions_leave_the_store_untouched() {
     );
     let good = sign("PS256", &m.client_key, "tpp-key-1", claims("tpp-1", &aud));
     let body = format!("grant_type=client_credentials&{}", assertion::form(&good));
-    let response = server.send(
-        "POST",
-        "/token",
-        &[
-            ("content-type", "application/x-www-form-urlencoded"),
-            (CERT_HEADER, certificate()),
-        ],
-        body.as_bytes(),
-    );
+    let response = server.post_form("/token", Some(certificate()), &body);
     assert_eq!(response.status, 200);
     assert_eq!(server.store_rows(), before + 2, "the jti and the token");
 }
@@ -442,22 +422,9 @@ fn cli_9_with_mtls_a_certificate_is_required_even_for_private_key_jwt() {
         "grant_type=client_credentials&{}",
         assertion::form(&good_assertion())
     );
-    let response = server().send(
-        "POST",
-        "/token",
-        &[("content-type", "application/x-www-form-urlencoded")],
-        body.as_bytes(),
-    );
+    let response = server().post_form("/token", None, &body);
     assert_error(&response, 401, "invalid_client");
-    let response = server().send(
-        "POST",
-        "/token",
-        &[
-            ("content-type", "application/x-www-form-urlencoded"),
-            (CERT_HEADER, "not%20a%20certificate"),
-        ],
-        body.as_bytes(),
-    );
+    let response = server().post_form("/token", Some("not%20a%20certificate"), &body);
     assert_error(&response, 401, "invalid_client");
 }
 
@@ -465,15 +432,7 @@ fn cli_9_with_mtls_a_certificate_is_required_even_for_private_key_jwt() {
 fn cli_8_tls_client_auth_matches_the_subject_dn() {
     let send = |subject: &str, body: &str| {
         let cert = certificate_header(subject);
-        server().send(
-            "POST",
-            "/token",
-            &[
-                ("content-type", "application/x-www-form-urlencoded"),
-                (CERT_HEADER, &cert),
-            ],
-            body.as_bytes(),
-        )
+        server().post_form("/token", Some(&cert), body)
     };
     let ok = send(
         "CN=MTLS-TPP,2.5.4.97=OFBBR-123,O=TPP  Ltda,C=BR",
@@ -511,15 +470,7 @@ fn cli_10_the_certificate_must_belong_to_the_registered_organisation() {
         let cert = certificate_header(subject);
         let a = sign("PS256", &m.client_key, "tpp-key-1", claims("org-tpp", &aud));
         let body = format!("grant_type=client_credentials&{}", assertion::form(&a));
-        server().send(
-            "POST",
-            "/token",
-            &[
-                ("content-type", "application/x-www-form-urlencoded"),
-                (CERT_HEADER, &cert),
-            ],
-            body.as_bytes(),
-        )
+        server().post_form("/token", Some(&cert), &body)
     };
     assert_eq!(send("CN=org,2.5.4.97=OFBBR-42,C=BR").status, 200);
     assert_error(
@@ -567,12 +518,7 @@ fn tkn_2_without_mtls_tokens_are_issued_unbound_and_discovery_says_so() {
         claims("tpp-1", &aud),
     );
     let body = format!("grant_type=client_credentials&{}", assertion::form(&a));
-    let response = server.send(
-        "POST",
-        "/token",
-        &[("content-type", "application/x-www-form-urlencoded")],
-        body.as_bytes(),
-    );
+    let response = server.post_form("/token", None, &body);
     assert_eq!(
         response.status,
         200,

@@ -265,6 +265,15 @@ impl Server {
         self.send("GET", path, &[], b"")
     }
 
+    /// A form POST, with the client certificate header when given.
+    pub fn post_form(&self, path: &str, cert: Option<&str>, body: &str) -> Response {
+        let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+        if let Some(cert) = cert {
+            headers.push(("x-client-cert", cert));
+        }
+        self.send("POST", path, &headers, body.as_bytes())
+    }
+
     /// Any request.
     pub fn send(
         &self,

@@ -3,10 +3,8 @@
 use std::sync::OnceLock;
 
 use ciba::config::ConfigError;
-use ciba::endpoints::Deps;
 use ciba::endpoints::consents::ConsentsEndpoint;
-use ciba::error::{Endpoint, ProtocolError};
-use ciba_spin::{OsRandom, SpinStore, SystemClock};
+use ciba::error::Endpoint;
 use spin_sdk::http::{IntoResponse, Request};
 use spin_sdk::http_service;
 
@@ -14,16 +12,12 @@ static ENDPOINT: OnceLock<Result<ConsentsEndpoint, ConfigError>> = OnceLock::new
 
 #[http_service]
 async fn handle(request: Request) -> impl IntoResponse {
-    ciba_spin::serve(Endpoint::Consents, request, |request| {
-        let endpoint = ciba_spin::once(&ENDPOINT, ConsentsEndpoint::load)?;
-        let store = SpinStore::open_default()
-            .map_err(|_| ProtocolError::ServerError("the store is unavailable"))?;
-        let deps = Deps {
-            store: &store,
-            clock: &SystemClock,
-            random: &OsRandom,
-        };
-        Ok(endpoint.handle(request, &deps))
-    })
+    ciba_spin::serve_with_state(
+        Endpoint::Consents,
+        request,
+        &ENDPOINT,
+        ConsentsEndpoint::load,
+        ConsentsEndpoint::handle,
+    )
     .await
 }

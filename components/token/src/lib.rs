@@ -3,10 +3,8 @@
 use std::sync::OnceLock;
 
 use ciba::config::ConfigError;
-use ciba::endpoints::Deps;
 use ciba::endpoints::token::TokenEndpoint;
-use ciba::error::{Endpoint, ProtocolError};
-use ciba_spin::{OsRandom, SpinStore, SystemClock};
+use ciba::error::Endpoint;
 use spin_sdk::http::{IntoResponse, Request};
 use spin_sdk::http_service;
 
@@ -14,16 +12,12 @@ static ENDPOINT: OnceLock<Result<TokenEndpoint, ConfigError>> = OnceLock::new();
 
 #[http_service]
 async fn handle(request: Request) -> impl IntoResponse {
-    ciba_spin::serve(Endpoint::Token, request, |request| {
-        let endpoint = ciba_spin::once(&ENDPOINT, TokenEndpoint::load)?;
-        let store = SpinStore::open_default()
-            .map_err(|_| ProtocolError::ServerError("the store is unavailable"))?;
-        let deps = Deps {
-            store: &store,
-            clock: &SystemClock,
-            random: &OsRandom,
-        };
-        Ok(endpoint.handle(request, &deps))
-    })
+    ciba_spin::serve_with_state(
+        Endpoint::Token,
+        request,
+        &ENDPOINT,
+        TokenEndpoint::load,
+        TokenEndpoint::handle,
+    )
     .await
 }
