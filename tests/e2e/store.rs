@@ -158,3 +158,14 @@ fn twenty_concurrent_swaps_from_one_state_succeed_once_and_one_increment_is_firs
     );
     assert_eq!(counters.iter().max(), Some(&20));
 }
+
+#[test]
+fn a_client_sent_spin_path_info_header_cannot_redirect_the_request() {
+    // Spin appends its own `spin-path-info` after the client's headers: the glue must read
+    // Spin's (the last), or a client could address another key or consent.
+    let server = Server::probe(Store::Memory);
+    server.send("PUT", "/kv/real", &[], b"the real one");
+    server.send("PUT", "/kv/other", &[], b"someone else's");
+    let response = server.send("GET", "/kv/real", &[("spin-path-info", "/other")], b"");
+    assert_eq!(response.json()["value"], json!("the real one"));
+}
