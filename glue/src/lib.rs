@@ -122,7 +122,23 @@ pub async fn serve(
         Ok(request) => handle(&request),
         Err(e) => Err(e),
     };
-    write_response(answer.unwrap_or_else(|e| e.to_response(endpoint)))
+    let response = answer.unwrap_or_else(|e| e.to_response(endpoint));
+    log_refusal(endpoint, &response);
+    write_response(response)
+}
+
+/// One log line per refused request: the endpoint, the status, the protocol error and its
+/// fixed description, and the interaction id. Never a token, an assertion or a body.
+fn log_refusal(endpoint: Endpoint, response: &ciba::http::Response) {
+    if let Some(error) = &response.error {
+        let interaction = response.header(ciba::fapi::HEADER).unwrap_or("-");
+        eprintln!(
+            "{endpoint:?} {} {}: {} (x-fapi-interaction-id {interaction})",
+            response.status,
+            error.code(),
+            error.description()
+        );
+    }
 }
 
 /// Serves one request with an endpoint that needs the store, the clock and randomness:

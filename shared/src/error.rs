@@ -195,6 +195,7 @@ impl ProtocolError {
             }),
         };
         let mut response = Response::json(self.status(endpoint), &body);
+        response.error = Some(*self);
         let bearer_endpoint = matches!(endpoint, Endpoint::UserInfo | Endpoint::Consents);
         if bearer_endpoint && matches!(self, Self::InvalidToken(_) | Self::InsufficientScope(_)) {
             response.headers.push((

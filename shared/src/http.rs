@@ -65,6 +65,8 @@ pub struct Response {
     pub headers: Vec<(&'static str, String)>,
     /// The body.
     pub body: Vec<u8>,
+    /// The protocol error this response reports, for the adapter's log line (never sent).
+    pub error: Option<crate::error::ProtocolError>,
 }
 
 impl Response {
@@ -80,6 +82,7 @@ impl Response {
                 ("pragma", "no-cache".to_string()),
             ],
             body,
+            error: None,
         }
     }
 
@@ -100,6 +103,7 @@ impl Response {
             status: 204,
             headers: vec![("cache-control", "no-store".to_string())],
             body: Vec::new(),
+            error: None,
         }
     }
 

@@ -334,10 +334,19 @@ fn cli_4_bad_assertions_leave_the_store_untouched() {
 }
 
 #[test]
-fn cli_6_a_replayed_jti_is_invalid_client() {
+fn cli_6_a_replayed_jti_is_invalid_client_and_logged_without_the_assertion() {
     let assertion = good_assertion();
     assert_eq!(client_credentials(&assertion).status, 200);
     assert_error(&client_credentials(&assertion), 401, "invalid_client");
+    let log = server().log_text();
+    assert!(
+        log.contains("Token 401 invalid_client: the client assertion jti was already used"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&assertion),
+        "the log must never hold an assertion"
+    );
 }
 
 #[test]
