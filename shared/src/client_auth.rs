@@ -257,3 +257,130 @@ fn check_organisation(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Boundaries that only a fixed clock can pin, against an in-memory store.
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::fixtures::{client_jws, variables};
+    use crate::store::memory::MemoryStore;
+
+    const NOW: UnixTime = 1_800_000_000;
+    const TOKEN_URL: &str = "https://auth.bank.example/token";
+
+    fn claims(iat: i64, exp: i64) -> Value {
+        json!({ "iss": "tpp-1", "sub": "tpp-1", "aud": TOKEN_URL, "iat": iat, "exp": exp, "jti": format!("{iat}-{exp}") })
+    }
+
+    fn run(
+        config: &Config,
+        store: &MemoryStore,
+        assertion: &str,
+        endpoint: Endpoint,
+    ) -> Result<String, ProtocolError> {
+        let body = format!(
+            "client_assertion_type={}&client_assertion={assertion}",
+            JWT_BEARER.replace(':', "%3A")
+        );
+        let form = Form::parse_body(body.as_bytes()).unwrap();
+        let request = Request {
+            method: crate::http::Method::Post,
+            path_info: String::new(),
+            query: None,
+            headers: vec![],
+            body: body.into_bytes(),
+        };
+        let settings = ClientAuthSettings {
+            issuer: &config.issuer,
+            clients: &config.clients,
+            client_cert_header: &ClientCertHeader::load(&std::collections::HashMap::new()).unwrap(),
+        };
+        authenticate(&request, &form, settings, endpoint, store, NOW)
+            .map(|c| c.client().client_id.clone())
+    }
+
+    #[test]
+    fn cli_5_expiry_boundaries_with_60_seconds_of_skew() {
+        let config = Config::load(&variables()).unwrap();
+        let store = MemoryStore::new();
+        let ok = |iat, exp| {
+            run(
+                &config,
+                &store,
+                &client_jws("client-key-1", claims(iat, exp)),
+                Endpoint::Token,
+            )
+        };
+        assert!(
+            ok(NOW - 120, NOW - 59).is_ok(),
+            "exp 59 s ago is within the skew"
+        );
+        assert!(ok(NOW - 121, NOW - 60).is_err(), "exp 60 s ago is expired");
+        assert!(
+            ok(NOW + 60, NOW + 120).is_ok(),
+            "iat 60 s ahead is within the skew"
+        );
+        assert!(
+            ok(NOW + 61, NOW + 120).is_err(),
+            "iat 61 s ahead is in the future"
+        );
+        assert!(
+            ok(NOW, NOW + 600).is_ok(),
+            "a 600 s lifetime is the maximum"
+        );
+        assert!(ok(NOW - 1, NOW + 600).is_err(), "601 s is too long");
+    }
+
+    #[test]
+    fn cli_6_the_jti_is_consumed_only_when_everything_else_passed() {
+        let config = Config::load(&variables()).unwrap();
+        let store = MemoryStore::new();
+        let mut bad_aud = claims(NOW, NOW + 60);
+        bad_aud["aud"] = json!("https://elsewhere.example");
+        let refused = run(
+            &config,
+            &store,
+            &client_jws("client-key-1", bad_aud),
+            Endpoint::Token,
+        );
+        assert_eq!(
+            refused,
+            Err(ProtocolError::InvalidClient(
+                "the client assertion aud does not name this server"
+            ))
+        );
+        assert!(
+            store.is_empty(),
+            "a refused assertion must not consume its jti"
+        );
+        let good = client_jws("client-key-1", claims(NOW, NOW + 60));
+        assert_eq!(
+            run(&config, &store, &good, Endpoint::Token),
+            Ok("tpp-1".to_string())
+        );
+        assert_eq!(store.len(), 1);
+        assert_eq!(
+            run(&config, &store, &good, Endpoint::Token),
+            Err(ProtocolError::InvalidClient(
+                "the client assertion jti was already used"
+            ))
+        );
+    }
+
+    #[test]
+    fn cli_5_the_backchannel_url_is_an_audience_only_at_bc_authorize() {
+        let config = Config::load(&variables()).unwrap();
+        let store = MemoryStore::new();
+        let mut c = claims(NOW, NOW + 60);
+        c["aud"] = json!("https://auth.bank.example/bc-authorize");
+        let jws = client_jws("client-key-1", c.clone());
+        assert!(run(&config, &store, &jws, Endpoint::Token).is_err());
+        c["jti"] = json!("other");
+        let jws = client_jws("client-key-1", c);
+        assert!(run(&config, &store, &jws, Endpoint::BackchannelAuthentication).is_ok());
+    }
+}

@@ -13,6 +13,7 @@ pub struct Keys {
     pub retired: Value,
     pub encryption: Value,
     pub client_public: Value,
+    pub client_key: devkeys::rsa::RsaPrivateKey,
 }
 
 pub fn keys() -> &'static Keys {
@@ -29,6 +30,7 @@ pub fn keys() -> &'static Keys {
                 "sig",
                 "PS256",
             ),
+            client_key: client,
         }
     })
 }
@@ -70,4 +72,16 @@ pub fn variables() -> HashMap<&'static str, String> {
         (var::ID_TOKEN_TTL, "15552000".to_string()),
         (var::REFRESH_TOKEN_TTL, "31536000".to_string()),
     ])
+}
+
+/// A PS256 JWS of `claims` with the client's key.
+pub fn client_jws(kid: &str, claims: Value) -> String {
+    use jwt_compact::{AlgorithmExt, Claims, Header};
+    jwt_compact::alg::Rsa::ps256()
+        .token(
+            &Header::empty().with_key_id(kid),
+            &Claims::new(claims),
+            &keys().client_key,
+        )
+        .unwrap()
 }

@@ -18,9 +18,11 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// How many values it holds (tests assert that a failed request wrote nothing).
+    /// How many values and counters it holds (tests assert that a failed request wrote
+    /// nothing).
     pub fn len(&self) -> usize {
-        self.lock_values().map(|v| v.len()).unwrap_or(0)
+        let values = self.lock_values().map(|v| v.len()).unwrap_or(0);
+        values + self.counters.lock().map(|c| c.len()).unwrap_or(0)
     }
 
     /// Whether it holds no value.
