@@ -15,24 +15,31 @@ fn digits<const N: usize>(text: &str) -> Option<[u32; N]> {
     (!out.iter().all(|d| *d == out[0])).then_some(out)
 }
 
+/// Serde through the checked constructor: a stored or received number is re-validated.
+macro_rules! document_serde {
+    ($type:ident, $error:literal) => {
+        impl TryFrom<String> for $type {
+            type Error = &'static str;
+            fn try_from(text: String) -> Result<Self, Self::Error> {
+                Self::parse(&text).ok_or($error)
+            }
+        }
+
+        impl From<$type> for String {
+            fn from(value: $type) -> Self {
+                value.0
+            }
+        }
+    };
+}
+
 /// A CPF: 11 digits as a string, leading zeros kept, no punctuation, check digits right
 /// (FAPI-BR 5.2.2.3, TKN-9).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct Cpf(String);
 
-impl TryFrom<String> for Cpf {
-    type Error = &'static str;
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        Self::parse(&text).ok_or("not a valid CPF")
-    }
-}
-
-impl From<Cpf> for String {
-    fn from(cpf: Cpf) -> Self {
-        cpf.0
-    }
-}
+document_serde!(Cpf, "not a valid CPF");
 
 impl Cpf {
     /// Parses `^\d{11}$` and checks both check digits (mod 11).
@@ -56,18 +63,7 @@ impl Cpf {
 #[serde(into = "String", try_from = "String")]
 pub struct Cnpj(String);
 
-impl TryFrom<String> for Cnpj {
-    type Error = &'static str;
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        Self::parse(&text).ok_or("not a valid CNPJ")
-    }
-}
-
-impl From<Cnpj> for String {
-    fn from(cnpj: Cnpj) -> Self {
-        cnpj.0
-    }
-}
+document_serde!(Cnpj, "not a valid CNPJ");
 
 impl Cnpj {
     /// Parses `^\d{14}$` and checks both check digits (mod 11).

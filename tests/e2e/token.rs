@@ -439,36 +439,45 @@ fn cli_9_with_mtls_a_certificate_is_required_even_for_private_key_jwt() {
 
 #[test]
 fn cli_8_tls_client_auth_matches_the_subject_dn() {
-    let send = |subject: &str, body: &str| {
+    let registered = "CN=mtls-tpp,2.5.4.97=OFBBR-123,O=TPP Ltda,C=BR";
+    let cases = [
+        (
+            "case and spaces differ",
+            "CN=MTLS-TPP,2.5.4.97=OFBBR-123,O=TPP  Ltda,C=BR",
+            "client_id=mtls-tpp",
+            200,
+        ),
+        (
+            "another organisation",
+            "CN=mtls-tpp,2.5.4.97=OFBBR-999,O=TPP Ltda,C=BR",
+            "client_id=mtls-tpp",
+            401,
+        ),
+        (
+            "RDNs in another order",
+            "C=BR,O=TPP Ltda,2.5.4.97=OFBBR-123,CN=mtls-tpp",
+            "client_id=mtls-tpp",
+            401,
+        ),
+        ("no client_id", registered, "", 401),
+        ("another client's id", registered, "client_id=tpp-1", 401),
+    ];
+    for (case, subject, client_id, status) in cases {
         let cert = certificate_header(subject);
-        server().post_form("/token", Some(&cert), body)
-    };
-    let ok = send(
-        "CN=MTLS-TPP,2.5.4.97=OFBBR-123,O=TPP  Ltda,C=BR",
-        "grant_type=client_credentials&client_id=mtls-tpp",
-    );
-    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
-    assert_eq!(ok.json()["scope"], json!("consents"));
-    let wrong_org = send(
-        "CN=mtls-tpp,2.5.4.97=OFBBR-999,O=TPP Ltda,C=BR",
-        "grant_type=client_credentials&client_id=mtls-tpp",
-    );
-    assert_error(&wrong_org, 401, "invalid_client");
-    let reordered = send(
-        "C=BR,O=TPP Ltda,2.5.4.97=OFBBR-123,CN=mtls-tpp",
-        "grant_type=client_credentials&client_id=mtls-tpp",
-    );
-    assert_error(&reordered, 401, "invalid_client");
-    let no_client_id = send(
-        "CN=mtls-tpp,2.5.4.97=OFBBR-123,O=TPP Ltda,C=BR",
-        "grant_type=client_credentials",
-    );
-    assert_error(&no_client_id, 401, "invalid_client");
-    let other_client = send(
-        "CN=mtls-tpp,2.5.4.97=OFBBR-123,O=TPP Ltda,C=BR",
-        "grant_type=client_credentials&client_id=tpp-1",
-    );
-    assert_error(&other_client, 401, "invalid_client");
+        let body = format!("grant_type=client_credentials&{client_id}");
+        let response = server().post_form("/token", Some(&cert), &body);
+        assert_eq!(
+            response.status,
+            status,
+            "{case}: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+        if status == 200 {
+            assert_eq!(response.json()["scope"], json!("consents"));
+        } else {
+            assert_error(&response, 401, "invalid_client");
+        }
+    }
 }
 
 #[test]
