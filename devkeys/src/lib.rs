@@ -150,3 +150,100 @@ pub fn client_assertion(
     let header = Header::empty().with_key_id(kid);
     Ok(jwt_compact::alg::Rsa::ps256().token(&header, &Claims::new(claims), key)?)
 }
+
+/// A compact JWE of `plaintext` for `recipient`, as a client sends the AS-generated
+/// login_hint_token (HINT-15, GEN-2): `alg: RSA-OAEP` (OAEP with SHA-1 and MGF1-SHA-1,
+/// RFC 7518 4.3), `enc: A256GCM`, `kid`, `cty: JWT`; a fresh random CEK and IV each call.
+pub fn encrypt_jwe(
+    plaintext: &[u8],
+    recipient: &RsaPublicKey,
+    kid: &str,
+) -> anyhow::Result<String> {
+    let header = json!({ "alg": "RSA-OAEP", "enc": "A256GCM", "kid": kid, "cty": "JWT" });
+    encrypt_jwe_with_header(plaintext, recipient, &header)
+}
+
+/// As [`encrypt_jwe`], but with any protected `header`, for negative tests: the content is
+/// always encrypted RSA-OAEP / A256GCM whatever the header says.
+pub fn encrypt_jwe_with_header(
+    plaintext: &[u8],
+    recipient: &RsaPublicKey,
+    header: &Value,
+) -> anyhow::Result<String> {
+    use aes_gcm::aead::{AeadInPlace, KeyInit};
+    use rand_core::RngCore;
+
+    let mut cek = [0u8; 32];
+    let mut iv = [0u8; 12];
+    OsRng
+        .try_fill_bytes(&mut cek)
+        .map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    OsRng
+        .try_fill_bytes(&mut iv)
+        .map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let encrypted_key = recipient
+        .encrypt(&mut OsRng, rsa::Oaep::new::<sha1::Sha1>(), &cek)
+        .context("RSA-OAEP encryption failed")?;
+    let protected = b64u(serde_json::to_string(header)?.as_bytes());
+    let cipher =
+        aes_gcm::Aes256Gcm::new_from_slice(&cek).map_err(|_| anyhow::anyhow!("bad CEK length"))?;
+    let mut content = plaintext.to_vec();
+    let tag = cipher
+        .encrypt_in_place_detached(
+            aes_gcm::Nonce::from_slice(&iv),
+            protected.as_bytes(),
+            &mut content,
+        )
+        .map_err(|_| anyhow::anyhow!("A256GCM encryption failed"))?;
+    Ok(format!(
+        "{protected}.{}.{}.{}.{}",
+        b64u(&encrypted_key),
+        b64u(&iv),
+        b64u(&content),
+        b64u(&tag)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aes_gcm::aead::{AeadInPlace, KeyInit};
+
+    #[test]
+    fn encrypt_jwe_is_rsa_oaep_a256gcm_with_kid_and_cty() {
+        let key = rsa_key(2048).unwrap();
+        let public = RsaPublicKey::from(&key);
+        let jwe = encrypt_jwe(b"a.b.c", &public, "enc-1").unwrap();
+        let parts: Vec<Vec<u8>> = jwe
+            .split('.')
+            .map(|p| URL_SAFE_NO_PAD.decode(p).unwrap())
+            .collect();
+        assert_eq!(parts.len(), 5);
+        let header: Value = serde_json::from_slice(&parts[0]).unwrap();
+        assert_eq!(
+            header,
+            json!({ "alg": "RSA-OAEP", "enc": "A256GCM", "kid": "enc-1", "cty": "JWT" })
+        );
+        let cek = key
+            .decrypt(rsa::Oaep::new::<sha1::Sha1>(), &parts[1])
+            .unwrap();
+        assert_eq!(cek.len(), 32);
+        assert_eq!(parts[2].len(), 12);
+        assert_eq!(parts[4].len(), 16);
+        let mut content = parts[3].clone();
+        aes_gcm::Aes256Gcm::new_from_slice(&cek)
+            .unwrap()
+            .decrypt_in_place_detached(
+                aes_gcm::Nonce::from_slice(&parts[2]),
+                jwe.split('.').next().unwrap().as_bytes(),
+                &mut content,
+                aes_gcm::Tag::from_slice(&parts[4]),
+            )
+            .unwrap();
+        assert_eq!(content, b"a.b.c");
+        // A fresh CEK and IV each time.
+        let again = encrypt_jwe(b"a.b.c", &public, "enc-1").unwrap();
+        assert_ne!(jwe.split('.').nth(2), again.split('.').nth(2));
+        assert_ne!(jwe.split('.').nth(1), again.split('.').nth(1));
+    }
+}

@@ -1,6 +1,7 @@
 //! JOSE: JSON Web Keys and key sets. PS256 for signatures and RSA-OAEP for encryption are
 //! the only algorithms the profile allows (GEN-2), so they are the only ones named here.
 
+pub mod jwe;
 pub mod jwk;
 pub mod jws;
 pub mod keys;
