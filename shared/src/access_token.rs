@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::clients::Clients;
 use crate::clock::{Random, UnixTime};
 use crate::error::ProtocolError;
 use crate::http::Request;
@@ -20,6 +21,11 @@ impl std::fmt::Debug for AccessToken {
 }
 
 impl AccessToken {
+    /// A token made elsewhere (derived for a CIBA grant, [`crate::auth_req::GrantTokens`]).
+    pub fn from_secret(secret: String) -> Self {
+        Self(secret)
+    }
+
     /// The token, for the response body only.
     pub fn expose(&self) -> &str {
         &self.0
@@ -51,6 +57,9 @@ pub struct AccessTokenRecord {
     pub consent_id: Option<String>,
     /// The account holder, for CIBA tokens.
     pub sub: Option<String>,
+    /// The claims the client asked for at userinfo (BCA-22, UI-6).
+    #[serde(default)]
+    pub userinfo_claims: crate::auth_req::ClaimRequests,
 }
 
 fn server_error(_: StoreError) -> ProtocolError {
@@ -67,8 +76,19 @@ pub fn issue(
     let mut secret = [0u8; 32];
     random.fill(&mut secret).map_err(server_error)?;
     let token = AccessToken(b64url(&secret));
-    record::put(store, &keys::access_token(&token.0), data, exp, random).map_err(server_error)?;
+    store_token(store, random, &token, data, exp)?;
     Ok(token)
+}
+
+/// Stores `token` (made elsewhere) for `data` under its hash, valid until `exp`.
+pub fn store_token(
+    store: &dyn KeyValue,
+    random: &dyn Random,
+    token: &AccessToken,
+    data: &AccessTokenRecord,
+    exp: UnixTime,
+) -> Result<(), ProtocolError> {
+    record::put(store, &keys::access_token(&token.0), data, exp, random).map_err(server_error)
 }
 
 /// A bearer token that exists, has not expired, and is bound to the certificate presented
@@ -79,11 +99,13 @@ pub struct ValidAccessToken {
     pub record: AccessTokenRecord,
 }
 
-/// Reads `Authorization: Bearer <token>` and checks it against the store and the
-/// certificate presented on this request (`None` when mTLS is off).
+/// Reads `Authorization: Bearer <token>` and checks it against the store, the registrations
+/// (a client removed from `clients` loses its tokens at once) and the certificate presented
+/// on this request (`None` when mTLS is off).
 pub fn validate_bearer(
     request: &Request,
     store: &dyn KeyValue,
+    clients: &Clients,
     now: UnixTime,
     presented_x5t_s256: Option<&str>,
 ) -> Result<ValidAccessToken, ProtocolError> {
@@ -109,6 +131,11 @@ pub fn validate_bearer(
         .ok_or(ProtocolError::InvalidToken(
             "the access token is unknown or expired",
         ))?;
+    if clients.get(&stored.data.client_id).is_none() {
+        return Err(ProtocolError::InvalidToken(
+            "the access token is unknown or expired",
+        ));
+    }
     if stored.data.cnf_x5t_s256.as_deref() != presented_x5t_s256 {
         return Err(ProtocolError::InvalidToken(
             "the access token is bound to another certificate",

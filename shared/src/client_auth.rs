@@ -7,10 +7,9 @@ use crate::clients::{AuthMethod, Client, ClientKeys, Clients};
 use crate::clock::{SKEW, UnixTime};
 use crate::config::{ClientCertHeader, Issuer};
 use crate::discovery::{BC_AUTHORIZE_PATH, TOKEN_PATH};
-use crate::dn::DistinguishedName;
 use crate::error::{Endpoint, ProtocolError};
 use crate::form::Form;
-use crate::http::Request;
+use crate::http::{Request, Response};
 use crate::jose::jws::{JwsError, verify_ps256};
 use crate::store::{KeyValue, keys};
 
@@ -50,14 +49,39 @@ impl<'c> AuthenticatedClient<'c> {
     }
 }
 
+/// The response to a refused request at an endpoint that authenticates clients. RFC 6749
+/// 5.2: when the client tried the `Authorization` header, `invalid_client` is a 401 whose
+/// `WWW-Authenticate` names the scheme it used (`Basic`, CLI-2).
+pub fn refusal(error: ProtocolError, request: &Request, endpoint: Endpoint) -> Response {
+    let mut response = error.to_response(endpoint);
+    if let ProtocolError::InvalidClient(_) = error {
+        let scheme = request
+            .header_values("authorization")
+            .next()
+            .and_then(|v| v.split_whitespace().next())
+            .filter(|s| {
+                s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~+".contains(&b))
+            });
+        if let Some(scheme) = scheme {
+            let scheme = if scheme.eq_ignore_ascii_case("basic") {
+                "Basic"
+            } else {
+                scheme
+            };
+            response
+                .headers
+                .push(("www-authenticate", format!("{scheme} realm=\"token\"")));
+        }
+    }
+    response
+}
+
 fn invalid(why: &'static str) -> ProtocolError {
     ProtocolError::InvalidClient(why)
 }
 
-/// Authenticates the client of `request` at `endpoint`.
-///
-/// Order: the certificate (CLI-9), the method presented (CLI-2/3), then that method's checks;
-/// a `jti` is consumed only once everything else has passed (CLI-6).
+/// Authenticates the client of `request` at `endpoint`, using up its assertion's `jti`.
 pub fn authenticate<'c>(
     request: &Request,
     form: &Form,
@@ -66,6 +90,58 @@ pub fn authenticate<'c>(
     store: &dyn KeyValue,
     now: UnixTime,
 ) -> Result<AuthenticatedClient<'c>, ProtocolError> {
+    check(request, form, settings, endpoint, now)?.confirm(store)
+}
+
+/// A client whose every authentication check passed except the single use of its
+/// assertion's `jti`. An endpoint that can still refuse the request for other reasons
+/// (bc-authorize: the request object, the consent, the hint) keeps it until they all passed,
+/// then [`CheckedClient::confirm`]s it: a refused request uses up nothing (CLI-6, design.md).
+#[derive(Debug)]
+pub struct CheckedClient<'c> {
+    client: &'c Client,
+    certificate: Option<ClientCertificate>,
+    replay: Option<ReplayMarker>,
+}
+
+impl<'c> CheckedClient<'c> {
+    /// The registration.
+    pub fn client(&self) -> &'c Client {
+        self.client
+    }
+
+    /// The certificate presented on this request.
+    pub fn certificate(&self) -> Option<&ClientCertificate> {
+        self.certificate.as_ref()
+    }
+
+    /// Uses up the assertion's `jti` (CLI-6): the client is authenticated once this passes.
+    pub fn confirm(self, store: &dyn KeyValue) -> Result<AuthenticatedClient<'c>, ProtocolError> {
+        if let Some(replay) = &self.replay {
+            let first = crate::store::first_use(store, &replay.key, replay.forget_after)
+                .map_err(|_| ProtocolError::ServerError("the store is unavailable"))?;
+            if !first {
+                return Err(invalid("the client assertion jti was already used"));
+            }
+        }
+        Ok(AuthenticatedClient {
+            client: self.client,
+            certificate: self.certificate,
+        })
+    }
+}
+
+/// Every check of client authentication but the `jti`'s single use.
+///
+/// Order: the certificate (CLI-9), the method presented (CLI-2/3), then that method's checks,
+/// then the organisation (CLI-10).
+pub fn check<'c>(
+    request: &Request,
+    form: &Form,
+    settings: ClientAuthSettings<'c>,
+    endpoint: Endpoint,
+    now: UnixTime,
+) -> Result<CheckedClient<'c>, ProtocolError> {
     let certificate = ClientCertificate::presented(request, settings.client_cert_header)?;
     if settings.client_cert_header.mtls() && certificate.is_none() {
         return Err(invalid("a client certificate is required (mTLS)"));
@@ -84,18 +160,28 @@ pub fn authenticate<'c>(
             "client secrets are not accepted: use private_key_jwt or tls_client_auth",
         ));
     }
-    let client = if assertion {
-        private_key_jwt(form, settings, endpoint, store, now)?
+    let (client, replay) = if assertion {
+        let (client, replay) = private_key_jwt(form, settings, endpoint, now)?;
+        (client, Some(replay))
     } else {
-        tls_client_auth(form, settings, certificate.as_ref())?
+        (tls_client_auth(form, settings, certificate.as_ref())?, None)
     };
     if endpoint == Endpoint::Token {
         check_organisation(client, certificate.as_ref())?;
     }
-    Ok(AuthenticatedClient {
+    Ok(CheckedClient {
         client,
         certificate,
+        replay,
     })
+}
+
+/// The replay marker of an assertion that passed every other check (CLI-6): kept until the
+/// assertion could no longer be accepted, its `exp` plus the skew.
+#[derive(Debug)]
+struct ReplayMarker {
+    key: String,
+    forget_after: UnixTime,
 }
 
 /// CLI-4…7.
@@ -103,9 +189,8 @@ fn private_key_jwt<'c>(
     form: &Form,
     settings: ClientAuthSettings<'c>,
     endpoint: Endpoint,
-    store: &dyn KeyValue,
     now: UnixTime,
-) -> Result<&'c Client, ProtocolError> {
+) -> Result<(&'c Client, ReplayMarker), ProtocolError> {
     if form.get("client_assertion_type") != Some(JWT_BEARER) {
         return Err(invalid(
             "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
@@ -193,17 +278,17 @@ fn private_key_jwt<'c>(
         .str("jti")
         .filter(|j| !j.is_empty())
         .ok_or(invalid("the client assertion has no jti"))?;
-    let uses = store
-        .increment(&keys::assertion_jti(&client.client_id, jti), 1)
-        .map_err(|_| ProtocolError::ServerError("the store is unavailable"))?;
-    if uses != 1 {
-        return Err(invalid("the client assertion jti was already used"));
-    }
-    Ok(client)
+    Ok((
+        client,
+        ReplayMarker {
+            key: keys::assertion_jti(&client.client_id, jti),
+            forget_after: exp + SKEW,
+        },
+    ))
 }
 
 /// The `iss` claim of a JWS whose signature has not been checked: used only to pick the keys.
-fn unverified_issuer(compact: &str) -> Option<String> {
+pub(crate) fn unverified_issuer(compact: &str) -> Option<String> {
     let payload = compact.split('.').nth(1)?;
     let bytes = crate::jose::b64url_decode(payload)?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
@@ -227,13 +312,12 @@ fn tls_client_auth<'c>(
         return Err(invalid("the client is not registered for tls_client_auth"));
     }
     let certificate = certificate.ok_or(invalid("tls_client_auth needs a client certificate"))?;
+    // Parsed when the configuration was loaded (CLI-8): a registration without one is
+    // refused there.
     let registered = client
         .tls_client_auth_subject_dn
-        .as_deref()
-        .and_then(DistinguishedName::parse)
-        .ok_or(ProtocolError::ServerError(
-            "the client's registered subject DN cannot be parsed",
-        ))?;
+        .as_ref()
+        .ok_or(invalid("the client is not registered for tls_client_auth"))?;
     if !registered.matches(certificate.subject()) {
         return Err(invalid(
             "the certificate subject does not match the registration",

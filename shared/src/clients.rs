@@ -6,6 +6,7 @@
 use serde::Deserialize;
 
 use crate::config::{ConfigError, Variables, required, var};
+use crate::dn::DistinguishedName;
 use crate::jose::jwk::{KeyUse, PublicJwk, RawJwkSet};
 
 /// The CIBA grant type (CIBA 4).
@@ -73,12 +74,15 @@ pub enum ClientKeys {
 pub struct Client {
     /// `client_id`.
     pub client_id: String,
+    /// `client_name`, shown to the holder on the authentication device (AD-2).
+    pub client_name: Option<String>,
     /// Its keys.
     pub keys: ClientKeys,
     /// `token_endpoint_auth_method`.
     pub auth_method: AuthMethod,
-    /// `tls_client_auth_subject_dn`, required with `tls_client_auth` (CLI-8).
-    pub tls_client_auth_subject_dn: Option<String>,
+    /// `tls_client_auth_subject_dn`, required with `tls_client_auth` (CLI-8); parsed once,
+    /// when the configuration is loaded.
+    pub tls_client_auth_subject_dn: Option<DistinguishedName>,
     /// The registered scopes.
     pub scopes: Vec<String>,
     /// The registered grants.
@@ -160,7 +164,7 @@ impl Clients {
 }
 
 fn check(r: RawClient) -> Result<Client, String> {
-    let _ = (&r.client_name, &r.software_id);
+    let _ = &r.software_id;
     if r.client_id.is_empty()
         || r.client_id.len() > 255
         || !r.client_id.bytes().all(|b| (0x21..=0x7e).contains(&b))
@@ -203,11 +207,13 @@ fn check(r: RawClient) -> Result<Client, String> {
     }
     let keys = match (r.jwks, r.jwks_uri) {
         (Some(set), None) => {
-            if set.keys.is_empty() {
-                return Err("jwks holds no key".into());
-            }
+            // KEY-9: a client's real key set also holds its `use: enc` keys; only the
+            // signing keys verify its assertions and request objects.
             let mut keys: Vec<PublicJwk> = Vec::new();
             for (k, jwk) in set.keys.into_iter().enumerate() {
+                if jwk.is_encryption_key() {
+                    continue;
+                }
                 let key = jwk
                     .into_public(KeyUse::Signature)
                     .map_err(|why| format!("jwks.keys[{k}]: {why}"))?;
@@ -215,6 +221,9 @@ fn check(r: RawClient) -> Result<Client, String> {
                     return Err(format!("jwks.keys[{k}]: kid is not unique"));
                 }
                 keys.push(key);
+            }
+            if keys.is_empty() {
+                return Err("jwks holds no signing key".into());
             }
             ClientKeys::Jwks(keys)
         }
@@ -224,9 +233,16 @@ fn check(r: RawClient) -> Result<Client, String> {
         (None, Some(_)) => return Err("jwks_uri must be an https URL".into()),
         _ => return Err("exactly one of jwks and jwks_uri is required".into()),
     };
-    let subject_dn = r
-        .tls_client_auth_subject_dn
-        .filter(|dn| !dn.trim().is_empty());
+    let subject_dn =
+        match r
+            .tls_client_auth_subject_dn
+            .filter(|dn| !dn.trim().is_empty())
+        {
+            Some(text) => Some(DistinguishedName::parse(&text).ok_or(
+                "tls_client_auth_subject_dn is not an RFC 4514 distinguished name (CLI-8)",
+            )?),
+            None => None,
+        };
     if auth_method == AuthMethod::TlsClientAuth && subject_dn.is_none() {
         return Err("tls_client_auth needs tls_client_auth_subject_dn (CLI-8)".into());
     }
@@ -257,6 +273,7 @@ fn check(r: RawClient) -> Result<Client, String> {
     }
     Ok(Client {
         client_id: r.client_id,
+        client_name: r.client_name.filter(|n| !n.is_empty()),
         keys,
         auth_method,
         tls_client_auth_subject_dn: subject_dn,

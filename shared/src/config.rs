@@ -131,7 +131,16 @@ impl Issuer {
         {
             return Err(bad("has a bad port"));
         }
-        let loopback = matches!(host, "localhost" | "::1") || host.starts_with("127.");
+        // DISC-1: only an address literal in 127.0.0.0/8, [::1] or `localhost` is loopback;
+        // a name such as `127.attacker.example` is not.
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback())
+            || (authority.starts_with('[')
+                && host
+                    .parse::<std::net::Ipv6Addr>()
+                    .is_ok_and(|ip| ip.is_loopback()));
         if !secure && !loopback {
             return Err(bad(
                 "must be an https URL (plain http only for a loopback host)",
@@ -265,14 +274,15 @@ impl DeviceApiToken {
         Ok(Self(value))
     }
 
-    /// Whether `presented` is this token, in time independent of where they differ.
+    /// Whether `presented` is this token. Both are hashed to equal-length SHA-256 digests
+    /// first, which are compared in constant time (`subtle`), so neither the length nor the
+    /// position of the first difference shows in the timing.
     pub fn matches(&self, presented: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
-        let mut diff = (a.len() ^ b.len()) as u8;
-        for (i, x) in a.iter().enumerate() {
-            diff |= x ^ b.get(i).copied().unwrap_or(0);
-        }
-        diff == 0
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let ours = sha2::Sha256::digest(self.0.as_bytes());
+        let theirs = sha2::Sha256::digest(presented.as_bytes());
+        ours.as_slice().ct_eq(theirs.as_slice()).into()
     }
 }
 

@@ -121,7 +121,14 @@ fn disc_1_issuer_is_an_https_url() {
     assert!(Issuer::parse("https://auth.bank.example").is_ok());
     assert!(Issuer::parse("https://auth.bank.example:8443/ciba").is_ok());
     assert!(
-        Issuer::parse("http://127.0.0.1:3000").is_ok(),
+        [
+            "http://127.0.0.1:3000",
+            "http://127.1.2.3",
+            "http://[::1]:3000",
+            "http://LOCALHOST:8080"
+        ]
+        .iter()
+        .all(|i| Issuer::parse(i).is_ok()),
         "loopback for development"
     );
     assert!(Issuer::parse("http://localhost:3000").is_ok());
@@ -136,6 +143,12 @@ fn disc_1_issuer_is_an_https_url() {
         "ftp://auth.bank.example",
         "auth.bank.example",
         "https://auth bank",
+        // DISC-1: names that only look like loopback addresses.
+        "http://127.attacker.example",
+        "http://127.0.0.1.attacker.example:3000",
+        "http://localhost.attacker.example",
+        "http://[::2]:3000",
+        "http://128.0.0.1",
     ] {
         assert!(Issuer::parse(bad).is_err(), "{bad}");
         problem(var::ISSUER, bad);
@@ -150,6 +163,9 @@ fn device_api_token_is_long_and_never_printed() {
     assert!(config.device_api_token.matches(&"d".repeat(43)));
     assert!(!config.device_api_token.matches(&"d".repeat(42)));
     assert!(!config.device_api_token.matches(&"d".repeat(44)));
+    // The length difference of 256 once wrapped to 0 in a u8 and matched.
+    assert!(!config.device_api_token.matches(&"d".repeat(43 + 256)));
+    assert!(!config.device_api_token.matches(""));
     assert!(
         !format!("{config:?}").contains(&"d".repeat(43)),
         "Debug must redact it"

@@ -96,6 +96,8 @@ pub struct Consent {
 pub enum TransitionError {
     /// The consent is already rejected.
     AlreadyRejected,
+    /// The consent is no longer awaiting authorisation.
+    NotAwaiting,
 }
 
 impl Consent {
@@ -123,6 +125,31 @@ impl Consent {
             });
         }
         view
+    }
+
+    /// AWAITING_AUTHORISATION → AUTHORISED: the holder approved on the authentication device
+    /// (AD-5).
+    pub fn authorise(&self, now: UnixTime) -> Result<Self, TransitionError> {
+        let current = self.at(now);
+        match current.status {
+            Status::AwaitingAuthorisation => Ok(Self {
+                status: Status::Authorised,
+                status_updated: now,
+                ..current
+            }),
+            Status::Authorised => Err(TransitionError::NotAwaiting),
+            Status::Rejected => Err(TransitionError::AlreadyRejected),
+        }
+    }
+
+    /// AWAITING_AUTHORISATION → REJECTED (USER, CUSTOMER_MANUALLY_REJECTED): the holder
+    /// refused on the authentication device (AD-6).
+    pub fn reject_by_holder(&self, now: UnixTime) -> Result<Self, TransitionError> {
+        match self.at(now).status {
+            Status::AwaitingAuthorisation => self.revoke(now),
+            Status::Authorised => Err(TransitionError::NotAwaiting),
+            Status::Rejected => Err(TransitionError::AlreadyRejected),
+        }
     }
 
     /// `DELETE` by the client on the holder's behalf (Consents API v3).

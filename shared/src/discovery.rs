@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::clients::{AuthMethod, Clients, GRANT_CIBA};
 use crate::config::{ClientCertHeader, ConfigError, Issuer, Variables, required, var};
-use crate::jose::{PS256, RSA_OAEP};
+use crate::jose::PS256;
 use crate::users::Users;
 
 /// Route of the JWK Set (design.md).
@@ -101,8 +101,6 @@ impl DiscoverySettings {
             "claims_supported": claims,
             "request_parameter_supported": true,
             "request_object_signing_alg_values_supported": [PS256],
-            "request_object_encryption_alg_values_supported": [RSA_OAEP],
-            "request_object_encryption_enc_values_supported": ["A256GCM"],
             "request_uri_parameter_supported": false,
             "token_endpoint_auth_methods_supported": auth_methods,
             "token_endpoint_auth_signing_alg_values_supported": [PS256],

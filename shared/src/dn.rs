@@ -82,24 +82,45 @@ const NAMES: [(&str, &str); 18] = [
     ("jurisdictionc", "1.3.6.1.4.1.311.60.2.1.3"),
 ];
 
+/// RFC 4514 3: an attribute type is a short name or a dotted OID, which may carry the
+/// `OID.` prefix of older writers (RFC 1779). Any dotted OID is accepted, in or out of the
+/// table, so that every attribute a certificate can hold can be registered.
 fn attribute_oid(name: &str) -> Option<String> {
     let name = name.trim();
-    if name.split('.').count() > 1
+    let name = match name.get(..4) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("oid.") => &name[4..],
+        _ => name,
+    };
+    let dotted = name.split('.').count() > 1
         && name
             .split('.')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-    {
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if dotted {
         return Some(name.to_string());
     }
-    let lower = name
-        .strip_prefix("oid.")
-        .or(name.strip_prefix("OID."))
-        .unwrap_or(name)
-        .to_ascii_lowercase();
+    let lower = name.to_ascii_lowercase();
     NAMES
         .iter()
         .find(|(n, _)| *n == lower)
         .map(|(_, oid)| (*oid).to_string())
+}
+
+/// Trims the spaces around a value, but not an escaped trailing one (`a\ `, RFC 4514 2.4).
+fn trim_value(value: &str) -> &str {
+    let value = value.trim_start();
+    let mut end = value.len();
+    while end > 0 && value.as_bytes()[end - 1] == b' ' {
+        let backslashes = value.as_bytes()[..end - 1]
+            .iter()
+            .rev()
+            .take_while(|b| **b == b'\\')
+            .count();
+        if backslashes % 2 == 1 {
+            break;
+        }
+        end -= 1;
+    }
+    &value[..end]
 }
 
 fn hex(text: &str) -> Option<Vec<u8>> {
@@ -167,7 +188,7 @@ impl DistinguishedName {
             for ava in split_unescaped(&rdn, b"+") {
                 let (name, value) = ava.split_once('=')?;
                 let oid = attribute_oid(name)?;
-                let value = value.trim();
+                let value = trim_value(value);
                 let value = match value.strip_prefix('#') {
                     Some(h) => from_der(&hex(h)?)?,
                     None => fold(&unescape(value)?),
@@ -244,6 +265,23 @@ mod tests {
             "multi-valued RDNs are sets"
         );
         assert!(dn(r"CN=Acme\, Inc.,C=BR").matches(&dn(r"CN=acme\2c inc.,C=BR")));
+    }
+
+    #[test]
+    fn cli_8_rfc_4514_forms_parse() {
+        assert!(
+            dn(r"CN=a\ ,C=BR").matches(&dn("CN=a,C=BR")),
+            "escaped trailing space"
+        );
+        assert!(
+            dn("OID.2.5.4.3=x,C=BR").matches(&dn("CN=x,C=BR")),
+            "OID. prefix"
+        );
+        assert!(dn("oid.2.5.4.3=x,C=BR").matches(&dn("CN=x,C=BR")));
+        let unlisted = dn("1.3.6.1.4.1.99999.1=Value,CN=x,C=BR");
+        assert!(unlisted.matches(&dn("1.3.6.1.4.1.99999.1=value,CN=x,C=BR")));
+        assert!(!unlisted.matches(&dn("1.3.6.1.4.1.99999.2=value,CN=x,C=BR")));
+        assert!(DistinguishedName::parse("postalCodeX=1").is_none());
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub enum ProtocolError {
     /// `CONSENTIMENTO_EM_STATUS_REJEITADO`: revoking a consent that is already rejected
     /// (Consents API v3, CONS-1).
     ConsentAlreadyRejected(&'static str),
+    /// `invalid_request` with 413: the body is larger than any request of this server needs
+    /// ([`crate::http::MAX_BODY_BYTES`]); refused before it is read.
+    PayloadTooLarge(&'static str),
     /// The route exists but not for this method (BCA-1).
     MethodNotAllowed(&'static str),
     /// No such resource under this route.
@@ -105,6 +108,7 @@ impl ProtocolError {
             Self::InsufficientScope(_) => "insufficient_scope",
             Self::Forbidden(_) => "forbidden",
             Self::ConsentAlreadyRejected(_) => "CONSENTIMENTO_EM_STATUS_REJEITADO",
+            Self::PayloadTooLarge(_) => "invalid_request",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::NotFound(_) => "not_found",
             Self::ServerError(_) => "server_error",
@@ -134,6 +138,7 @@ impl ProtocolError {
             | Self::InsufficientScope(d)
             | Self::Forbidden(d)
             | Self::ConsentAlreadyRejected(d)
+            | Self::PayloadTooLarge(d)
             | Self::MethodNotAllowed(d)
             | Self::NotFound(d)
             | Self::ServerError(d)
@@ -154,6 +159,9 @@ impl ProtocolError {
                 Token => 400,
                 BackchannelAuthentication | UserInfo | Device | Consents | Discovery | Jwks => 403,
             },
+            // The device API: 409 for a request in the wrong state, 410 once expired (AD-4).
+            Self::InvalidGrant(_) if endpoint == Device => 409,
+            Self::ExpiredToken(_) if endpoint == Device => 410,
             Self::InvalidRequest(_)
             | Self::InvalidGrant(_)
             | Self::UnauthorizedClient(_)
@@ -169,6 +177,7 @@ impl ProtocolError {
             | Self::InvalidIdTokenHint(_) => 400,
             Self::Forbidden(_) => 403,
             Self::ConsentAlreadyRejected(_) => 422,
+            Self::PayloadTooLarge(_) => 413,
             Self::MethodNotAllowed(_) => 405,
             Self::NotFound(_) => 404,
             Self::ServerError(_) => 500,
@@ -196,7 +205,10 @@ impl ProtocolError {
         };
         let mut response = Response::json(self.status(endpoint), &body);
         response.error = Some(*self);
-        let bearer_endpoint = matches!(endpoint, Endpoint::UserInfo | Endpoint::Consents);
+        let bearer_endpoint = matches!(
+            endpoint,
+            Endpoint::UserInfo | Endpoint::Consents | Endpoint::Device
+        );
         if bearer_endpoint && matches!(self, Self::InvalidToken(_) | Self::InsufficientScope(_)) {
             response.headers.push((
                 "www-authenticate",

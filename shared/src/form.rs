@@ -33,20 +33,26 @@ impl Form {
         Self::parse_body(&request.body)
     }
 
-    /// Parses form-encoded bytes.
+    /// Parses form-encoded bytes (WHATWG URL 5.1, as RFC 6749 B uses it), strictly: a name or
+    /// value that does not decode to UTF-8 (`%FF`, raw Latin-1) is refused, never replaced.
     pub fn parse_body(body: &[u8]) -> Result<Self, ProtocolError> {
         let mut params: Vec<(String, String)> = Vec::new();
-        for (name, value) in form_urlencoded::parse(body) {
+        for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+            let (name, value) = match pair.iter().position(|b| *b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &b""[..]),
+            };
+            let (name, value) = (decode(name)?, decode(value)?);
             if value.is_empty() {
                 continue;
             }
-            if params.iter().any(|(n, _)| n == name.as_ref()) {
+            if params.iter().any(|(n, _)| *n == name) {
                 return Err(ProtocolError::InvalidRequest("a parameter is repeated"));
             }
             if params.len() == MAX_PARAMETERS {
                 return Err(ProtocolError::InvalidRequest("too many parameters"));
             }
-            params.push((name.into_owned(), value.into_owned()));
+            params.push((name, value));
         }
         Ok(Self(params))
     }
@@ -70,6 +76,17 @@ impl Form {
     }
 }
 
+/// `+` is a space, then percent-decoding, then strict UTF-8.
+fn decode(raw: &[u8]) -> Result<String, ProtocolError> {
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
+    let bytes: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
+    String::from_utf8(bytes)
+        .map_err(|_| ProtocolError::InvalidRequest("the form is not valid UTF-8"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +101,17 @@ mod tests {
             Form::parse_body(b"scope=a&scope=b"),
             Err(ProtocolError::InvalidRequest("a parameter is repeated"))
         );
+    }
+
+    #[test]
+    fn invalid_utf_8_is_refused_not_replaced() {
+        let refused = Err(ProtocolError::InvalidRequest("the form is not valid UTF-8"));
+        assert_eq!(Form::parse_body(b"scope=%FF"), refused);
+        assert_eq!(Form::parse_body(b"sc%C3ope=x"), refused);
+        assert_eq!(Form::parse_body(&[b's', b'=', 0xE9]), refused);
+        let form = Form::parse_body("a=%C3%A9&b=%2B1&c=x=y".as_bytes()).unwrap();
+        assert_eq!(form.get("a"), Some("é"));
+        assert_eq!(form.get("b"), Some("+1"));
+        assert_eq!(form.get("c"), Some("x=y"));
     }
 }

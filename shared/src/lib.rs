@@ -14,6 +14,8 @@
 #![deny(missing_docs)]
 
 pub mod access_token;
+pub mod auth_req;
+pub mod binding_message;
 pub mod certificate;
 pub mod client_auth;
 pub mod clients;
@@ -26,8 +28,12 @@ pub mod endpoints;
 pub mod error;
 pub mod fapi;
 pub mod form;
+pub mod hint;
 pub mod http;
+pub mod id_token;
 pub mod jose;
+pub mod refresh_token;
+pub mod request_object;
 pub mod store;
 pub mod time;
 pub mod types;

@@ -58,7 +58,9 @@ impl Cpf {
     }
 }
 
-/// A CNPJ: 14 digits as a string with both check digits right (FAPI-BR 5.2.2.4, TKN-9).
+/// A CNPJ, in either form the Receita Federal issues (FAPI-BR 5.2.2.4, TKN-9, AMB-24): 14
+/// digits, or since July 2026 (IN RFB 2.229/2024) 12 characters of `[0-9A-Z]` then 2 digits.
+/// Both check digits are verified.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct Cnpj(String);
@@ -66,9 +68,21 @@ pub struct Cnpj(String);
 document_serde!(Cnpj, "not a valid CNPJ");
 
 impl Cnpj {
-    /// Parses `^\d{14}$` and checks both check digits (mod 11).
+    /// Parses `^[0-9A-Z]{12}\d{2}$` and checks both check digits: mod 11 with weights 2..=9
+    /// from the right, each character worth its ASCII code minus 48 (so digits keep their
+    /// value and the numeric form is unchanged).
     pub fn parse(text: &str) -> Option<Self> {
-        let d = digits::<14>(text)?;
+        let b = text.as_bytes();
+        if b.len() != 14
+            || !b[..12]
+                .iter()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+            || !b[12..].iter().all(u8::is_ascii_digit)
+            || b.iter().all(|c| *c == b[0])
+        {
+            return None;
+        }
+        let d: Vec<u32> = b.iter().map(|c| u32::from(c - b'0')).collect();
         let check = |len: usize| {
             // Weights run 2..=9 from the right, repeating.
             let sum: u32 = (0..len)
@@ -82,7 +96,7 @@ impl Cnpj {
         (check(12) == d[12] && check(13) == d[13]).then(|| Self(text.to_string()))
     }
 
-    /// The 14 digits.
+    /// The 14 characters.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -110,5 +124,22 @@ mod tests {
         assert!(Cnpj::parse("11222333000182").is_none());
         assert!(Cnpj::parse("11.222.333/0001-81").is_none());
         assert!(Cnpj::parse("00000000000000").is_none());
+    }
+
+    #[test]
+    fn amb_24_alphanumeric_cnpj_check_digits() {
+        // The Receita Federal's published example.
+        assert!(Cnpj::parse("12ABC34501DE35").is_some());
+        assert!(
+            Cnpj::parse("12ABC34501DE36").is_none(),
+            "second digit wrong"
+        );
+        assert!(Cnpj::parse("12ABC34501DE45").is_none(), "first digit wrong");
+        assert!(Cnpj::parse("12abc34501de35").is_none(), "lower case");
+        assert!(
+            Cnpj::parse("12ABC34501DEA5").is_none(),
+            "check digits are digits"
+        );
+        assert!(Cnpj::parse("12.ABC.345/01DE-35").is_none());
     }
 }

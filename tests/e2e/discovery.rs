@@ -168,21 +168,16 @@ fn disc_11_claims_include_sub_acr_cpf_and_cnpj_only_for_legal_persons() {
 }
 
 #[test]
-fn disc_12_request_objects_ps256_and_rsa_oaep_a256gcm() {
+fn disc_12_amb_23_request_objects_ps256_and_never_encrypted() {
     let d = doc();
     assert_eq!(d["request_parameter_supported"], json!(true));
     assert_eq!(
         d["request_object_signing_alg_values_supported"],
         json!(["PS256"])
     );
-    assert_eq!(
-        d["request_object_encryption_alg_values_supported"],
-        json!(["RSA-OAEP"])
-    );
-    assert_eq!(
-        d["request_object_encryption_enc_values_supported"],
-        json!(["A256GCM"])
-    );
+    // BCA-5 refuses JWE request objects: discovery does not advertise them (AMB-23).
+    assert!(d.get("request_object_encryption_alg_values_supported").is_none());
+    assert!(d.get("request_object_encryption_enc_values_supported").is_none());
 }
 
 #[test]

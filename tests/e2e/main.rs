@@ -6,7 +6,9 @@
 mod configuration;
 mod consents;
 mod discovery;
+mod host;
 mod jwks;
+mod review;
 mod store;
 mod token;
 

@@ -172,6 +172,11 @@ impl Server {
         Self::try_start(&bundle_manifest(), vars, Store::Memory).unwrap()
     }
 
+    /// The bundle with its store in `dir` (kept across restarts).
+    pub fn bundle_in(vars: HashMap<&'static str, String>, dir: &Path) -> Self {
+        Self::try_start(&bundle_manifest(), vars, Store::Dir(dir.to_path_buf())).unwrap()
+    }
+
     /// The bundle with its store in a fresh folder, so tests can count what it holds.
     pub fn bundle_on_disk(vars: HashMap<&'static str, String>, name: &str) -> Self {
         Self::try_start(&bundle_manifest(), vars, Store::Dir(temp_dir(name))).unwrap()
@@ -193,11 +198,12 @@ impl Server {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let base = format!("http://{}", listener.local_addr()?);
         let mut overrides = Overrides::default();
+        // The issuer is the server's own URL unless the test sets one.
+        if manifest.variables.contains_key("issuer") && !vars.contains_key("issuer") {
+            overrides.set("issuer", base.clone());
+        }
         for (name, value) in vars {
             overrides.set(name, value);
-        }
-        if manifest.variables.contains_key("issuer") {
-            overrides.set("issuer", base.clone());
         }
         let logs = MemoryOutputPipe::new(1 << 20);
         let db = match &store {

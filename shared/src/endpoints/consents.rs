@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::Deps;
 use crate::access_token::{Grant, ValidAccessToken, validate_bearer};
 use crate::certificate::ClientCertificate;
+use crate::clients::Clients;
 use crate::clock::UnixTime;
 use crate::config::{ClientCertHeader, ConfigError, Issuer, Variables, required, var};
 use crate::consent::{AUTHORISATION_WINDOW, Consent, Status, TransitionError};
@@ -66,6 +67,7 @@ const RETENTION: i64 = 365 * 86_400;
 #[derive(Debug)]
 pub struct ConsentsEndpoint {
     issuer: Issuer,
+    clients: Clients,
     client_cert_header: ClientCertHeader,
 }
 
@@ -82,21 +84,16 @@ impl ConsentsEndpoint {
     pub fn load(vars: &dyn Variables) -> Result<Self, ConfigError> {
         Ok(Self {
             issuer: Issuer::parse(&required(vars, var::ISSUER)?)?,
+            clients: Clients::load(vars)?,
             client_cert_header: ClientCertHeader::load(vars)?,
         })
     }
 
     /// Answers one request.
     pub fn handle(&self, request: &Request, deps: &Deps<'_>) -> Response {
-        let interaction_id = match fapi::required(request) {
-            Ok(id) => id,
-            Err(e) => return e.to_response(Endpoint::Consents),
-        };
-        let mut response = self
-            .respond(request, deps)
-            .unwrap_or_else(|e| e.to_response(Endpoint::Consents));
-        response.headers.push((fapi::HEADER, interaction_id));
-        response
+        fapi::require(request)
+            .and_then(|()| self.respond(request, deps))
+            .unwrap_or_else(|e| e.to_response(Endpoint::Consents))
     }
 
     fn respond(&self, request: &Request, deps: &Deps<'_>) -> Result<Response, ProtocolError> {
@@ -135,6 +132,7 @@ impl ConsentsEndpoint {
         let token = validate_bearer(
             request,
             deps.store,
+            &self.clients,
             now,
             certificate.as_ref().map(|c| c.x5t_s256()),
         )?;
@@ -258,7 +256,7 @@ impl ConsentsEndpoint {
         for _ in 0..3 {
             let (consent, stored) = self.find(id, client_id, deps, now)?;
             let revoked = consent.revoke(now).map_err(|e| match e {
-                TransitionError::AlreadyRejected => {
+                TransitionError::AlreadyRejected | TransitionError::NotAwaiting => {
                     ProtocolError::ConsentAlreadyRejected("the consent is already rejected")
                 }
             })?;

@@ -1,6 +1,8 @@
 //! One module per endpoint: a short list of named steps from a plain request to a response.
 
+pub mod bc_authorize;
 pub mod consents;
+pub mod device;
 pub mod jwks;
 pub mod token;
 pub mod well_known;
@@ -18,6 +20,22 @@ fn get_only(request: &Request, endpoint: Endpoint, document: &Response) -> Respo
             ProtocolError::MethodNotAllowed("this endpoint answers GET only").to_response(endpoint)
         }
     }
+}
+
+/// Puts `x-fapi-interaction-id` on a response, whoever made it (an endpoint, or the adapter
+/// refusing a request before any endpoint ran): the client's id echoed byte for byte, or a
+/// fresh one (BCA-30, UI-7, AMB-17).
+pub fn with_interaction_id<'a>(
+    mut response: Response,
+    sent: impl Iterator<Item = &'a str>,
+    random: &dyn Random,
+) -> Response {
+    if response.header(crate::fapi::HEADER).is_none() {
+        response
+            .headers
+            .push((crate::fapi::HEADER, crate::fapi::echo_or_new(sent, random)));
+    }
+    response
 }
 
 /// What one request may use besides configuration.

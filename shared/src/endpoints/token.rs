@@ -2,16 +2,24 @@
 
 use super::Deps;
 use crate::access_token::{self, AccessTokenRecord, Grant};
-use crate::client_auth::{AuthenticatedClient, ClientAuthSettings, authenticate};
+use crate::auth_req::{self, AuthReqId, AuthRequest, GrantTokens, Pace, State};
+use crate::client_auth::{self, AuthenticatedClient, ClientAuthSettings, authenticate};
 use crate::clients::{Clients, GrantType};
+use crate::clock::UnixTime;
 use crate::config::{ClientCertHeader, ConfigError, Issuer, Lifetimes, Variables, required, var};
+use crate::consent::{Consent, Status as ConsentStatus};
 use crate::error::{Endpoint, ProtocolError};
-use crate::fapi;
 use crate::form::Form;
 use crate::http::{Method, Request, Response};
+use crate::refresh_token::{self, RefreshTokenRecord};
+use crate::store::{first_use, keys, record};
 
 /// Scopes a `client_credentials` token may carry: the client-level ones (TOK-20, CONS-3).
 pub const CLIENT_LEVEL_SCOPES: [&str; 2] = ["consents", "payments"];
+
+fn store_error<E>(_: E) -> ProtocolError {
+    ProtocolError::ServerError("the store is unavailable")
+}
 
 /// What the token endpoint is configured with.
 #[derive(Debug)]
@@ -33,14 +41,10 @@ impl TokenEndpoint {
         })
     }
 
-    /// Answers one request; every response carries `x-fapi-interaction-id`.
+    /// Answers one request.
     pub fn handle(&self, request: &Request, deps: &Deps<'_>) -> Response {
-        let interaction_id = fapi::echo_or_new(request, deps.random);
-        let mut response = self
-            .respond(request, deps)
-            .unwrap_or_else(|e| e.to_response(Endpoint::Token));
-        response.headers.push((fapi::HEADER, interaction_id));
-        response
+        self.respond(request, deps)
+            .unwrap_or_else(|e| client_auth::refusal(e, request, Endpoint::Token))
     }
 
     fn respond(&self, request: &Request, deps: &Deps<'_>) -> Result<Response, ProtocolError> {
@@ -74,10 +78,166 @@ impl TokenEndpoint {
         }
         match grant {
             GrantType::ClientCredentials => self.client_credentials(&form, &client, deps),
-            GrantType::Ciba | GrantType::RefreshToken => Err(ProtocolError::UnsupportedGrantType(
+            GrantType::Ciba => self.ciba(&form, &client, deps),
+            GrantType::RefreshToken => Err(ProtocolError::UnsupportedGrantType(
                 "this grant_type is not available yet",
             )),
         }
+    }
+
+    /// The CIBA grant (TOK-4…14), through the request's state machine ([`crate::auth_req`]),
+    /// in node-oidc-provider's order: unknown or another client's, expired, consumed,
+    /// denied, pending, approved.
+    fn ciba(
+        &self,
+        form: &Form,
+        client: &AuthenticatedClient<'_>,
+        deps: &Deps<'_>,
+    ) -> Result<Response, ProtocolError> {
+        let now = deps.clock.now();
+        let unknown = ProtocolError::InvalidGrant("the auth_req_id is unknown");
+        let id = form.require("auth_req_id", "auth_req_id is required")?;
+        let id = AuthReqId::parse(id).ok_or(unknown)?;
+        let reference = id.reference();
+        let stored = record::get::<AuthRequest>(deps.store, &keys::auth_request(&reference), now)
+            .map_err(store_error)?
+            .ok_or(unknown)?;
+        let request = &stored.data;
+        // TOK-4: another client's request reads as unknown.
+        if request.client_id != client.client().client_id {
+            return Err(unknown);
+        }
+        match request.state(now) {
+            State::Expired => Err(ProtocolError::ExpiredToken("the auth_req_id has expired")),
+            State::Consumed => Err(ProtocolError::InvalidGrant(
+                "the auth_req_id was already used",
+            )),
+            State::Denied => Err(ProtocolError::AccessDenied(
+                "the account holder denied the request",
+            )),
+            State::AwaitingClaim | State::Pending => {
+                match auth_req::pace(
+                    deps.store,
+                    &reference,
+                    self.lifetimes.poll_interval,
+                    request.keep_until(),
+                    now,
+                    deps.random,
+                )
+                .map_err(store_error)?
+                {
+                    Pace::Allowed => Err(ProtocolError::AuthorizationPending(
+                        "the account holder has not decided yet",
+                    )),
+                    Pace::SlowDown(_) => Err(ProtocolError::SlowDown(
+                        "polled sooner than the interval: the interval is now 5 seconds longer",
+                    )),
+                }
+            }
+            State::Approved => self.redeem(&id, &stored, client, deps, now),
+        }
+    }
+
+    /// TOK-10/11/13/14: the one poll that wins the redemption marker gets the tokens; the
+    /// access token is bound to the certificate of this request.
+    ///
+    /// Exactly once on every store: the marker is an atomic increment that only one caller
+    /// can see at its first value ([`crate::store::first_use`]), not a compare-and-swap,
+    /// because Spin's SQLite store upserts a swap into an absent key and Spin 4.1's Redis
+    /// store reports written swaps as failed. The tokens are written only after winning: the
+    /// racers derive the same tokens, and a loser must not rebind them to its certificate.
+    fn redeem(
+        &self,
+        id: &AuthReqId,
+        stored: &record::Stored<AuthRequest>,
+        client: &AuthenticatedClient<'_>,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<Response, ProtocolError> {
+        let request = &stored.data;
+        let consumed = ProtocolError::InvalidGrant("the auth_req_id was already used");
+        let (Some(decision), Some(salt), Some(id_token)) =
+            (&request.decision, &request.token_salt, &request.id_token)
+        else {
+            return Err(consumed);
+        };
+        // TOK-11: the consent must still be authorised.
+        let consent = record::get::<Consent>(deps.store, &keys::consent(&request.consent_id), now)
+            .map_err(store_error)?
+            .map(|c| c.data.at(now))
+            .filter(|c| c.status == ConsentStatus::Authorised)
+            .ok_or(ProtocolError::InvalidGrant(
+                "the consent is no longer authorised",
+            ))?;
+        let reference = id.reference();
+        let won = first_use(
+            deps.store,
+            &keys::auth_request_redeemed(&reference),
+            request.keep_until(),
+        )
+        .map_err(store_error)?;
+        if !won {
+            return Err(consumed);
+        }
+        let tokens = GrantTokens::derive(id, salt);
+        let expires_in = self.lifetimes.access_token;
+        access_token::store_token(
+            deps.store,
+            deps.random,
+            &tokens.access_token,
+            &AccessTokenRecord {
+                client_id: request.client_id.clone(),
+                scope: request.scope.clone(),
+                cnf_x5t_s256: client.certificate().map(|c| c.x5t_s256().to_string()),
+                grant: Grant::Ciba,
+                consent_id: Some(request.consent_id.clone()),
+                sub: Some(decision.sub.clone()),
+                userinfo_claims: request.userinfo_claims.clone(),
+            },
+            now + i64::from(expires_in),
+        )?;
+        // TOK-19: the refresh token lives as long as the consent, or refresh_token_ttl for a
+        // consent with no end date.
+        let refresh_exp = consent
+            .expiration
+            .unwrap_or(now + i64::from(self.lifetimes.refresh_token));
+        refresh_token::store_token(
+            deps.store,
+            deps.random,
+            &tokens.refresh_token,
+            &RefreshTokenRecord {
+                client_id: request.client_id.clone(),
+                consent_id: request.consent_id.clone(),
+                sub: decision.sub.clone(),
+                scope: request.scope.clone(),
+                acr: decision.acr.clone(),
+                userinfo_claims: request.userinfo_claims.clone(),
+            },
+            refresh_exp,
+        )?;
+        // The marker already decided; this only drops the salt so the tokens cannot be
+        // derived again. A conflict means another writer changed nothing that matters.
+        if let Ok(consumed) = request.consume(now) {
+            let _ = record::replace(
+                deps.store,
+                &keys::auth_request(&reference),
+                stored,
+                &consumed,
+                stored.exp,
+                deps.random,
+            );
+        }
+        Ok(Response::json(
+            200,
+            &serde_json::json!({
+                "access_token": tokens.access_token.expose(),
+                "token_type": "Bearer",
+                "expires_in": expires_in,
+                "refresh_token": tokens.refresh_token.expose(),
+                "id_token": id_token,
+                "scope": request.scope.join(" "),
+            }),
+        ))
     }
 
     /// TOK-20/21: a certificate-bound token for client-level scopes, no refresh or id token.
@@ -124,6 +284,7 @@ impl TokenEndpoint {
             grant: Grant::ClientCredentials,
             consent_id: None,
             sub: None,
+            userinfo_claims: Default::default(),
         };
         let exp = deps.clock.now() + i64::from(expires_in);
         let token = access_token::issue(deps.store, deps.random, &record, exp)?;

@@ -108,10 +108,21 @@ impl RawJwk {
         let e = big(&self.e, "e is required")?;
         let key = RsaPublicKey::new_with_max_size(n, e, 16384)
             .map_err(|_| "n and e do not form an RSA public key")?;
-        if key.size() * 8 < MIN_RSA_BITS {
+        // KEY-3 counts bits: a 2,041-bit modulus fills 256 bytes and is still too short.
+        if key.n().bits() < MIN_RSA_BITS {
             return Err("the RSA modulus is shorter than 2048 bits");
         }
         Ok(key)
+    }
+
+    /// Whether the key declares itself an encryption key (`use: enc`, or an encryption
+    /// `alg`): a client's set may hold them, they never verify a signature (KEY-9).
+    pub(crate) fn is_encryption_key(&self) -> bool {
+        self.use_.as_deref() == Some("enc")
+            || self
+                .alg
+                .as_deref()
+                .is_some_and(|a| a.starts_with("RSA-OAEP") || a == "RSA1_5")
     }
 
     /// A client's public key (KEY-8: static registrations may carry `jwks` by value).
@@ -153,6 +164,7 @@ impl RawJwk {
             kid,
             key_use,
             key,
+            public,
             certificate,
         })
     }
@@ -216,6 +228,7 @@ pub struct PrivateJwk {
     kid: String,
     key_use: KeyUse,
     key: RsaPrivateKey,
+    public: RsaPublicKey,
     certificate: Option<Certificate>,
 }
 
@@ -246,9 +259,13 @@ impl PrivateJwk {
     }
 
     /// The private key, for the signing and decryption code of this crate only.
-    #[allow(dead_code)]
     pub(crate) fn private_key(&self) -> &RsaPrivateKey {
         &self.key
+    }
+
+    /// The public key, to verify what this key signed (HINT-5).
+    pub fn public_key(&self) -> &RsaPublicKey {
+        &self.public
     }
 
     /// The public half, as published at `jwks_uri` (KEY-1/2/4).

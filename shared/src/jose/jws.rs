@@ -41,6 +41,8 @@ pub struct VerifiedJws {
     pub kid: String,
     /// `typ`, if any.
     pub typ: Option<String>,
+    /// Whether the header names the signer's certificate by `x5t` or `x5t#S256` (HINT-4).
+    pub has_certificate_thumbprint: bool,
     /// `exp`, `nbf`, `iat` as NumericDate seconds.
     pub exp: Option<i64>,
     /// `nbf`.
@@ -92,10 +94,13 @@ pub fn verify_ps256<'k>(
         {
             Ok(token) => {
                 let typ = token.header().token_type.clone();
+                let has_certificate_thumbprint = token.header().certificate_thumbprint.is_some()
+                    || token.header().certificate_sha1_thumbprint.is_some();
                 let claims = token.claims();
                 outcome = Ok(VerifiedJws {
                     kid: kid.to_string(),
                     typ,
+                    has_certificate_thumbprint,
                     exp: claims.expiration.map(|t| t.timestamp()),
                     nbf: claims.not_before.map(|t| t.timestamp()),
                     iat: claims.issued_at.map(|t| t.timestamp()),

@@ -6,7 +6,8 @@
 //! was written (design.md, State). So:
 //! - a value swapped in must carry a unique marker, so that a re-read tells who won;
 //! - "the first to do X" (use a `jti`, consume an `auth_req_id`) is an [`KeyValue::increment`]
-//!   that returns 1 exactly once, which every store implements atomically.
+//!   whose answer only one caller can get, which every store implements atomically
+//!   ([`first_use`]).
 
 pub mod keys;
 pub mod memory;
@@ -57,4 +58,49 @@ pub trait KeyValue {
     /// new value. Counters are only ever read through this call: stores encode them
     /// differently.
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
+}
+
+/// Marks `key` used, once: `Ok(true)` for exactly one caller, however many race.
+///
+/// The marker is a counter whose value is the time it may be forgotten (`forget_after`), so
+/// the record carries its own expiry (design.md, State) while staying portable: counters are
+/// encoded differently by each store and are read only through
+/// [`KeyValue::increment`] (a purge reads one with a delta of 0). The first caller adds
+/// `forget_after` to an absent (0) counter and gets exactly that back; a later caller gets a
+/// larger sum, loses, and takes its own addition back so the stored expiry stays the winner's
+/// (a loser that dies in between only makes the marker live longer). A refused request never
+/// reaches this call: it is the last step of every check that uses it (CLI-6, BCA-11,
+/// HINT-13/15).
+pub fn first_use(
+    store: &dyn KeyValue,
+    key: &str,
+    forget_after: crate::clock::UnixTime,
+) -> Result<bool, StoreError> {
+    let forget_after = forget_after.max(1);
+    let total = store.increment(key, forget_after)?;
+    if total == forget_after {
+        return Ok(true);
+    }
+    store.increment(key, -forget_after)?;
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    #[test]
+    fn first_use_wins_once_and_keeps_the_winner_s_expiry() {
+        let store = MemoryStore::new();
+        assert_eq!(first_use(&store, "jti:a", 1_000), Ok(true));
+        assert_eq!(first_use(&store, "jti:a", 1_000), Ok(false));
+        assert_eq!(first_use(&store, "jti:a", 2_000), Ok(false));
+        assert_eq!(
+            store.increment("jti:a", 0),
+            Ok(1_000),
+            "the record holds its expiry"
+        );
+        assert_eq!(first_use(&store, "jti:b", 1_000), Ok(true));
+    }
 }

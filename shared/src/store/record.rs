@@ -51,20 +51,19 @@ pub fn get<T: DeserializeOwned>(
     key: &str,
     now: UnixTime,
 ) -> Result<Option<Stored<T>>, StoreError> {
-    let Some(raw) = store.get(key)? else {
-        return Ok(None);
-    };
-    let Ok(envelope) = serde_json::from_slice::<Envelope<T>>(&raw) else {
-        return Ok(None);
-    };
+    Ok(store.get(key)?.and_then(|raw| decode(raw, now)))
+}
+
+fn decode<T: DeserializeOwned>(raw: Vec<u8>, now: UnixTime) -> Option<Stored<T>> {
+    let envelope = serde_json::from_slice::<Envelope<T>>(&raw).ok()?;
     if envelope.v != VERSION || envelope.exp <= now {
-        return Ok(None);
+        return None;
     }
-    Ok(Some(Stored {
+    Some(Stored {
         data: envelope.data,
         exp: envelope.exp,
         raw,
-    }))
+    })
 }
 
 /// Writes a new record under `key` (the key is fresh: an unguessable id or token hash).
@@ -88,4 +87,33 @@ pub fn replace<T: Serialize>(
     random: &dyn Random,
 ) -> Result<Swap, StoreError> {
     store.compare_and_swap(key, Some(&old.raw), &encode(data, exp, random)?)
+}
+
+/// Reads the record under `key`, lets `change` compute its next value, and swaps it in;
+/// a concurrent writer makes it read again, up to a few times (design.md, State). `change`
+/// returning `Err` stops without writing.
+pub fn update<T, E>(
+    store: &dyn KeyValue,
+    key: &str,
+    now: UnixTime,
+    random: &dyn Random,
+    mut change: impl FnMut(Option<&Stored<T>>) -> Result<(T, UnixTime), E>,
+) -> Result<Result<T, E>, StoreError>
+where
+    T: Serialize + DeserializeOwned,
+{
+    for _ in 0..4 {
+        // What is there decides the swap, even a record that reads as absent (expired).
+        let raw = store.get(key)?;
+        let current = raw.clone().and_then(|r| decode::<T>(r, now));
+        let (next, exp) = match change(current.as_ref()) {
+            Ok(next) => next,
+            Err(e) => return Ok(Err(e)),
+        };
+        let encoded = encode(&next, exp, random)?;
+        if store.compare_and_swap(key, raw.as_deref(), &encoded)? == Swap::Swapped {
+            return Ok(Ok(next));
+        }
+    }
+    Err(StoreError("the record keeps changing".into()))
 }

@@ -1,0 +1,268 @@
+//! `POST /bc-authorize` (CIBA 7; BCA-1…30, HINT-1…17): the backchannel authentication
+//! request. A linear list of named steps; every check comes before anything is written, so a
+//! refused request changes no state (design.md, Errors).
+
+use serde_json::json;
+
+use super::Deps;
+use crate::auth_req::{self, AuthReqId, AuthRequest, GrantTokens, HintKind, Status};
+use crate::client_auth::{self, CheckedClient, ClientAuthSettings};
+use crate::clients::{Client, Clients, GrantType};
+use crate::clock::{SKEW, UnixTime};
+use crate::config::{ClientCertHeader, ConfigError, Issuer, Lifetimes, Variables, required, var};
+use crate::consent::{Consent, Status as ConsentStatus};
+use crate::error::{Endpoint, ProtocolError};
+use crate::form::Form;
+use crate::hint::{self, HintContext, ResolvedHint};
+use crate::http::{Method, Request, Response};
+use crate::id_token::at_hash;
+use crate::jose::jwk::KeyUse;
+use crate::jose::keys::KeySet;
+use crate::request_object::{self, BackchannelRequest};
+use crate::store::{first_use, keys, record};
+use crate::users::{User, Users};
+
+/// What the backchannel authentication endpoint is configured with.
+#[derive(Debug)]
+pub struct BcAuthorizeEndpoint {
+    issuer: Issuer,
+    clients: Clients,
+    users: Users,
+    client_cert_header: ClientCertHeader,
+    /// The signing keys, current and retired: they verify `id_token_hint`s (HINT-5).
+    signing_keys: KeySet,
+    lifetimes: Lifetimes,
+}
+
+fn store_error<E>(_: E) -> ProtocolError {
+    ProtocolError::ServerError("the store is unavailable")
+}
+
+impl BcAuthorizeEndpoint {
+    /// Reads the variables bc-authorize needs.
+    pub fn load(vars: &dyn Variables) -> Result<Self, ConfigError> {
+        Ok(Self {
+            issuer: Issuer::parse(&required(vars, var::ISSUER)?)?,
+            clients: Clients::load(vars)?,
+            users: Users::load(vars)?,
+            client_cert_header: ClientCertHeader::load(vars)?,
+            signing_keys: KeySet::parse(
+                var::SIGNING_KEYS,
+                &required(vars, var::SIGNING_KEYS)?,
+                KeyUse::Signature,
+            )?,
+            lifetimes: Lifetimes::load(vars)?,
+        })
+    }
+
+    /// Answers one request.
+    pub fn handle(&self, request: &Request, deps: &Deps<'_>) -> Response {
+        self.respond(request, deps).unwrap_or_else(|e| {
+            client_auth::refusal(e, request, Endpoint::BackchannelAuthentication)
+        })
+    }
+
+    fn respond(&self, request: &Request, deps: &Deps<'_>) -> Result<Response, ProtocolError> {
+        let now = deps.clock.now();
+        if request.method != Method::Post {
+            return Err(ProtocolError::MethodNotAllowed(
+                "the backchannel authentication endpoint answers POST only",
+            ));
+        }
+        let form = Form::parse(request)?;
+        let client = self.authenticate_client(request, &form, now)?;
+        check_registered_for_ciba(client.client())?;
+        let compact = request_object::from_form(&form)?;
+        let verified = request_object::verify(compact, client.client(), &self.issuer, now)?;
+        let backchannel = BackchannelRequest::parse(verified, client.client())?;
+        let consent = check_consent(&backchannel, client.client(), deps, now)?;
+        let hint = self.resolve_hint(&backchannel, client.client(), &consent, deps, now)?;
+        if let Some(user) = hint.user {
+            check_holder(user, &consent)?;
+        }
+        let id = self.persist(client, &backchannel, &hint, deps, now)?;
+        Ok(Response::json(
+            200,
+            &json!({
+                "auth_req_id": id.expose(),
+                "expires_in": self.lifetimes.auth_req,
+                "interval": self.lifetimes.poll_interval,
+            }),
+        ))
+    }
+
+    /// CLI-1…9: every check but the assertion's single use, which waits for the rest.
+    fn authenticate_client(
+        &self,
+        request: &Request,
+        form: &Form,
+        now: UnixTime,
+    ) -> Result<CheckedClient<'_>, ProtocolError> {
+        let settings = ClientAuthSettings {
+            issuer: &self.issuer,
+            clients: &self.clients,
+            client_cert_header: &self.client_cert_header,
+        };
+        client_auth::check(
+            request,
+            form,
+            settings,
+            Endpoint::BackchannelAuthentication,
+            now,
+        )
+    }
+
+    /// HINT-*.
+    fn resolve_hint<'u>(
+        &'u self,
+        backchannel: &BackchannelRequest,
+        client: &Client,
+        consent: &Consent,
+        deps: &Deps<'u>,
+        now: UnixTime,
+    ) -> Result<ResolvedHint<'u>, ProtocolError> {
+        let ctx = HintContext {
+            users: &self.users,
+            signing_keys: &self.signing_keys,
+            issuer: &self.issuer,
+            store: deps.store,
+        };
+        hint::resolve(&backchannel.hint, &client.client_id, consent, &ctx, now)
+    }
+
+    /// Uses up the single-use inputs, then stores the request (BCA-24…27, CLI-6, BCA-11,
+    /// HINT-13). Nothing before this step wrote anything.
+    fn persist(
+        &self,
+        client: CheckedClient<'_>,
+        backchannel: &BackchannelRequest,
+        hint: &ResolvedHint<'_>,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<AuthReqId, ProtocolError> {
+        let client = client.confirm(deps.store)?;
+        let client_id = &client.client().client_id;
+        let jti_key = keys::request_object_jti(client_id, &backchannel.jti);
+        if !first_use(deps.store, &jti_key, backchannel.exp + SKEW).map_err(store_error)? {
+            return Err(ProtocolError::InvalidRequest(
+                "the request object jti was already used",
+            ));
+        }
+        if !hint.use_up(deps.store, now).map_err(store_error)? {
+            return Err(ProtocolError::ExpiredLoginHintToken(
+                "the login_hint_token was already used",
+            ));
+        }
+        let id = AuthReqId::generate(deps.random).map_err(store_error)?;
+        let salt = GrantTokens::new_salt(deps.random).map_err(store_error)?;
+        let tokens = GrantTokens::derive(&id, &salt);
+        let auth_request = AuthRequest {
+            client_id: client_id.clone(),
+            consent_id: backchannel.consent_id.clone(),
+            scope: backchannel.scope.clone(),
+            hint: hint.kind,
+            subject: hint.user.map(|u| u.sub.clone()),
+            binding_message: backchannel
+                .binding_message
+                .as_ref()
+                .map(|b| b.as_str().to_string()),
+            acr: backchannel.acr.clone(),
+            id_token_claims: backchannel.id_token_claims.clone(),
+            userinfo_claims: backchannel.userinfo_claims.clone(),
+            created: now,
+            expires_at: now + i64::from(self.lifetimes.auth_req),
+            status: match hint.kind {
+                HintKind::AsGenerated => Status::AwaitingClaim,
+                HintKind::IdTokenHint | HintKind::LoginHint | HintKind::AdGenerated => {
+                    Status::Pending
+                }
+            },
+            decision: None,
+            denial: None,
+            token_salt: Some(salt),
+            at_hash: at_hash(tokens.access_token.expose()),
+            id_token: None,
+        };
+        let reference = id.reference();
+        let keep_until = auth_request.keep_until();
+        record::put(
+            deps.store,
+            &keys::auth_request(&reference),
+            &auth_request,
+            keep_until,
+            deps.random,
+        )
+        .map_err(store_error)?;
+        if let Some(user) = hint.user {
+            auth_req::remember_for_holder(
+                deps.store,
+                &user.sub,
+                &reference,
+                keep_until,
+                deps.random,
+            )
+            .map_err(store_error)?;
+        }
+        Ok(id)
+    }
+}
+
+/// BCA-2: the client is registered for the CIBA grant, in poll mode (the only mode a
+/// registration can hold).
+fn check_registered_for_ciba(client: &Client) -> Result<(), ProtocolError> {
+    if client.grant_types.contains(&GrantType::Ciba) {
+        Ok(())
+    } else {
+        Err(ProtocolError::UnauthorizedClient(
+            "the client is not registered for the CIBA grant",
+        ))
+    }
+}
+
+/// BCA-14 [decision, AMB-13]: the consent exists, this client lodged it, and it still awaits
+/// authorisation within its window; otherwise `invalid_scope`.
+fn check_consent(
+    backchannel: &BackchannelRequest,
+    client: &Client,
+    deps: &Deps<'_>,
+    now: UnixTime,
+) -> Result<Consent, ProtocolError> {
+    let stored = record::get::<Consent>(deps.store, &keys::consent(&backchannel.consent_id), now)
+        .map_err(store_error)?
+        .ok_or(ProtocolError::InvalidScope("the consent is unknown"))?;
+    if stored.data.client_id != client.client_id {
+        // The same answer as an unknown consent: another client's ids are not confirmed.
+        return Err(ProtocolError::InvalidScope("the consent is unknown"));
+    }
+    let consent = stored.data.at(now);
+    if consent.status != ConsentStatus::AwaitingAuthorisation {
+        return Err(ProtocolError::InvalidScope(
+            "the consent is not awaiting authorisation",
+        ));
+    }
+    Ok(consent)
+}
+
+/// BCA-16 [decision, AMB-13]: the holder the hint names is the consent's `loggedUser`, and
+/// acts for its `businessEntity` if it has one; otherwise 403 `access_denied`, before anyone
+/// is notified.
+fn check_holder(user: &User, consent: &Consent) -> Result<(), ProtocolError> {
+    if user.cpf != consent.logged_user {
+        return Err(ProtocolError::AccessDenied(
+            "the hint names someone other than the consent's loggedUser",
+        ));
+    }
+    if let Some(cnpj) = &consent.business_entity
+        && !user.cnpj.contains(cnpj)
+    {
+        return Err(ProtocolError::AccessDenied(
+            "the holder does not act for the consent's businessEntity",
+        ));
+    }
+    Ok(())
+}
+
+/// The holder checks of BCA-16, for the device API's claim step (AD-8).
+pub fn holder_matches_consent(user: &User, consent: &Consent) -> Result<(), ProtocolError> {
+    check_holder(user, consent)
+}

@@ -1,0 +1,634 @@
+//! `/device/...` (design.md, The device API; AD-2…9, HINT-13/15): the bank's authentication
+//! device lists and reads a holder's requests, approves or denies them, issues AD-generated
+//! hint ids and claims AS-generated requests. Every call carries the device token, compared
+//! in constant time ([`crate::config::DeviceApiToken`]).
+//!
+//! A request is addressed by its `auth_req_id` or by its `id` from the list (an opaque
+//! reference, what a notification to the holder's phone should carry: AD-1). Errors: 400
+//! `invalid_request` for malformed input, 401 without the device token, 403 `access_denied`
+//! when an approval fails a check (the request is then denied), 404 for an unknown request,
+//! 409 `invalid_grant` for a request in the wrong state, 410 `expired_token` once it expired.
+
+use serde_json::{Map, Value, json};
+
+use super::Deps;
+use super::bc_authorize::holder_matches_consent;
+use crate::auth_req::{
+    self, AuthReqId, AuthRequest, Decision, DenialReason, HintKind, State, WrongState,
+};
+use crate::client_auth::unverified_issuer;
+use crate::clients::ClientKeys;
+use crate::clock::{SKEW, UnixTime};
+use crate::config::{Config, ConfigError, Variables};
+use crate::consent::Consent;
+use crate::discovery::{ACR_LOA2, ACR_LOA3, LHT_AD_GENERATED};
+use crate::error::{Endpoint, ProtocolError};
+use crate::hint::{AD_HINT_TTL, issue_ad_hint};
+use crate::http::{Method, Request, Response};
+use crate::id_token::{self, IdTokenContent};
+use crate::jose::jwe;
+use crate::jose::jws::verify_ps256;
+use crate::store::{Swap, first_use, keys, record};
+use crate::users::User;
+
+/// `typ` of the AS-generated login_hint_token's JWS (BR-CIBA-GH 5.2.4.1.1.1, HINT-15).
+pub const CIBA_BR_JWT: &str = "cibabr+jwt";
+
+/// Longest life of an AS-generated login_hint_token: 5 minutes (HINT-15, AMB-19).
+const QR_MAX_LIFETIME: i64 = 300;
+
+/// What the device API is configured with: everything (it signs id_tokens, decrypts QR
+/// tokens and reads clients and holders).
+#[derive(Debug)]
+pub struct DeviceEndpoint {
+    config: Config,
+}
+
+fn bad(why: &'static str) -> ProtocolError {
+    ProtocolError::InvalidRequest(why)
+}
+
+fn store_error<E>(_: E) -> ProtocolError {
+    ProtocolError::ServerError("the store is unavailable")
+}
+
+fn wrong_state(WrongState(state): WrongState) -> ProtocolError {
+    match state {
+        State::Expired => ProtocolError::ExpiredToken("the request has expired"),
+        State::AwaitingClaim => {
+            ProtocolError::InvalidGrant("the request waits for its QR code to be claimed")
+        }
+        State::Pending | State::Approved | State::Denied | State::Consumed => {
+            ProtocolError::InvalidGrant("the request was already decided")
+        }
+    }
+}
+
+impl DeviceEndpoint {
+    /// Reads every variable.
+    pub fn load(vars: &dyn Variables) -> Result<Self, ConfigError> {
+        Ok(Self {
+            config: Config::load(vars)?,
+        })
+    }
+
+    /// Answers one request.
+    pub fn handle(&self, request: &Request, deps: &Deps<'_>) -> Response {
+        self.respond(request, deps)
+            .unwrap_or_else(|e| e.to_response(Endpoint::Device))
+    }
+
+    fn respond(&self, request: &Request, deps: &Deps<'_>) -> Result<Response, ProtocolError> {
+        self.authorize(request)?;
+        let now = deps.clock.now();
+        let path = request.path_info.trim_matches('/');
+        let segments: Vec<&str> = path.split('/').collect();
+        match (request.method, segments.as_slice()) {
+            (Method::Get, ["requests"]) => self.list(request, deps, now),
+            (Method::Get, ["requests", id]) => {
+                let (_, stored) = self.find(id, deps, now)?;
+                Ok(Response::json(200, &self.view(&stored.data, id, now)))
+            }
+            (Method::Post, ["requests", id, "approve"]) => self.approve(request, id, deps, now),
+            (Method::Post, ["requests", id, "deny"]) => self.deny(id, deps, now),
+            (Method::Post, ["hints"]) => self.hint(request, deps, now),
+            (Method::Post, ["claims"]) => self.claim(request, deps, now),
+            (_, ["requests"] | ["requests", _] | ["requests", _, "approve" | "deny"])
+            | (_, ["hints"] | ["claims"]) => Err(ProtocolError::MethodNotAllowed(
+                "this device API call takes another method",
+            )),
+            _ => Err(ProtocolError::NotFound("no such device API call")),
+        }
+    }
+
+    /// The device token, `Authorization: Bearer`, compared in constant time.
+    fn authorize(&self, request: &Request) -> Result<(), ProtocolError> {
+        let missing = ProtocolError::InvalidToken("the device API token is required");
+        let mut values = request.header_values("authorization");
+        let header = values.next().ok_or(missing)?;
+        if values.next().is_some() {
+            return Err(bad("more than one Authorization header"));
+        }
+        let token = header
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .ok_or(missing)?;
+        if self.config.device_api_token.matches(token) {
+            Ok(())
+        } else {
+            Err(ProtocolError::InvalidToken("the device API token is wrong"))
+        }
+    }
+
+    /// A request by its `auth_req_id` or its reference.
+    fn find(
+        &self,
+        id: &str,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<(String, record::Stored<AuthRequest>), ProtocolError> {
+        let not_found = ProtocolError::NotFound("no such request");
+        let id = AuthReqId::parse(id).ok_or(not_found)?;
+        for reference in [id.reference(), id.expose().to_string()] {
+            if let Some(stored) =
+                record::get::<AuthRequest>(deps.store, &keys::auth_request(&reference), now)
+                    .map_err(store_error)?
+            {
+                return Ok((reference, stored));
+            }
+        }
+        Err(not_found)
+    }
+
+    fn consent(
+        &self,
+        consent_id: &str,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<Consent, ProtocolError> {
+        record::get::<Consent>(deps.store, &keys::consent(consent_id), now)
+            .map_err(store_error)?
+            .map(|c| c.data)
+            .ok_or(ProtocolError::InvalidGrant("the request's consent is gone"))
+    }
+
+    /// AD-2: what the holder must see to decide.
+    fn view(&self, request: &AuthRequest, reference: &str, now: UnixTime) -> Value {
+        let client = self.config.clients.get(&request.client_id);
+        let mut view = json!({
+            "id": reference,
+            "status": request.state(now),
+            "client_id": request.client_id,
+            "client_name": client.and_then(|c| c.client_name.clone()),
+            "organisation_id": client.and_then(|c| c.org_id.clone()),
+            "binding_message": request.binding_message,
+            "scope": request.scope.join(" "),
+            "consent_id": request.consent_id,
+            "acr_values": request.acr.values,
+            "acr_essential": request.acr.essential,
+            "subject": request.subject,
+            "created_at": crate::time::format(request.created),
+            "expires_at": crate::time::format(request.expires_at),
+            "expires_in": (request.expires_at - now).max(0),
+        });
+        if let Some(d) = request.denial {
+            view["denial_reason"] = json!(d);
+        }
+        view
+    }
+
+    /// The view with the consent's permissions and dates (AD-2).
+    fn view_with_consent(
+        &self,
+        request: &AuthRequest,
+        reference: &str,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<Value, ProtocolError> {
+        let mut view = self.view(request, reference, now);
+        if let Ok(consent) = self.consent(&request.consent_id, deps, now) {
+            let consent = consent.at(now);
+            view["consent"] = json!({
+                "consentId": consent.consent_id,
+                "status": consent.status,
+                "permissions": consent.permissions,
+                "expirationDateTime": consent.expiration.map(crate::time::format),
+                "businessEntity": consent.business_entity.as_ref().map(|c| c.as_str()),
+            });
+        }
+        Ok(view)
+    }
+
+    /// `GET /device/requests?subject=<sub>`: the holder's requests still waiting (AD-2).
+    fn list(
+        &self,
+        request: &Request,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<Response, ProtocolError> {
+        let subject = request
+            .query
+            .as_deref()
+            .and_then(|q| {
+                q.split('&').find_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    (k == "subject").then(|| {
+                        percent_encoding::percent_decode_str(v)
+                            .decode_utf8()
+                            .ok()
+                            .map(|s| s.replace('+', " "))
+                    })?
+                })
+            })
+            .filter(|s| !s.is_empty())
+            .ok_or(bad("the subject query parameter is required"))?;
+        let mut requests = Vec::new();
+        for reference in
+            auth_req::recent_for_holder(deps.store, &subject, now).map_err(store_error)?
+        {
+            if let Some(stored) =
+                record::get::<AuthRequest>(deps.store, &keys::auth_request(&reference), now)
+                    .map_err(store_error)?
+                && stored.data.state(now) == State::Pending
+                && stored.data.subject.as_deref() == Some(subject.as_str())
+            {
+                requests.push(self.view_with_consent(&stored.data, &reference, deps, now)?);
+            }
+        }
+        Ok(Response::json(200, &json!({ "requests": requests })))
+    }
+
+    /// `POST /device/requests/<id>/approve` (AD-3…5): the holder approved. Any AD-5 check
+    /// that fails denies the request instead (403 `access_denied`).
+    fn approve(
+        &self,
+        request: &Request,
+        id: &str,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<Response, ProtocolError> {
+        let body = json_object(request)?;
+        let acr = string_member(&body, "acr")?.ok_or(bad("acr is required"))?;
+        if acr != ACR_LOA2 && acr != ACR_LOA3 {
+            return Err(bad("acr must be urn:brasil:openbanking:loa2 or loa3"));
+        }
+        let amr = match body.get("amr") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or(bad("amr must be an array of strings"))?,
+            Some(_) => return Err(bad("amr must be an array of strings")),
+        };
+        let (reference, stored) = self.find(id, deps, now)?;
+        let auth_request = &stored.data;
+        if auth_request.state(now) != State::Pending {
+            return Err(wrong_state(WrongState(auth_request.state(now))));
+        }
+        let sub = match (&auth_request.subject, string_member(&body, "subject")?) {
+            (Some(known), Some(given)) if known != given => {
+                return Err(bad("subject is not the holder this request names"));
+            }
+            (Some(known), _) => known.clone(),
+            (None, Some(given)) => given.to_string(),
+            (None, None) => return Err(bad("subject is required")),
+        };
+        let user = self
+            .config
+            .users
+            .by_sub(&sub)
+            .ok_or(bad("subject is not a known account holder"))?;
+        let consent = self.consent(&auth_request.consent_id, deps, now)?;
+        if let Err(reason) = approval_checks(auth_request, user, &consent, acr, now) {
+            let denied = auth_request.deny(reason, now).map_err(wrong_state)?;
+            self.write(&reference, &stored, &denied, deps)?;
+            return Err(ProtocolError::AccessDenied(denial_text(reason)));
+        }
+        let decision = Decision {
+            sub: user.sub.clone(),
+            acr: acr.to_string(),
+            amr,
+            auth_time: now,
+        };
+        let mut jti = [0u8; 16];
+        deps.random.fill(&mut jti).map_err(store_error)?;
+        let id_token = id_token::sign(
+            &IdTokenContent {
+                issuer: &self.config.issuer,
+                request: auth_request,
+                decision: &decision,
+                user,
+                at_hash: &auth_request.at_hash,
+                jti: &uuid::Builder::from_random_bytes(jti)
+                    .into_uuid()
+                    .to_string(),
+                iat: now,
+                lifetime: self.config.lifetimes.id_token,
+            },
+            &self.config.keys.signing,
+        )?;
+        let approved = auth_request
+            .approve(decision, id_token, now)
+            .map_err(wrong_state)?;
+        // The request first: its decision is the one that must happen once (AD-4).
+        self.write(&reference, &stored, &approved, deps)?;
+        self.change_consent(&auth_request.consent_id, deps, now, Consent::authorise)?;
+        Ok(Response::json(200, &self.view(&approved, &reference, now)))
+    }
+
+    /// `POST /device/requests/<id>/deny` (AD-6).
+    fn deny(&self, id: &str, deps: &Deps<'_>, now: UnixTime) -> Result<Response, ProtocolError> {
+        let (reference, stored) = self.find(id, deps, now)?;
+        let denied = stored
+            .data
+            .deny(DenialReason::HolderDenied, now)
+            .map_err(wrong_state)?;
+        self.write(&reference, &stored, &denied, deps)?;
+        self.change_consent(
+            &stored.data.consent_id,
+            deps,
+            now,
+            Consent::reject_by_holder,
+        )?;
+        Ok(Response::json(200, &self.view(&denied, &reference, now)))
+    }
+
+    /// Swaps in the request's next state; a concurrent decision makes this one lose (AD-4:
+    /// the first decision wins).
+    fn write(
+        &self,
+        reference: &str,
+        stored: &record::Stored<AuthRequest>,
+        next: &AuthRequest,
+        deps: &Deps<'_>,
+    ) -> Result<(), ProtocolError> {
+        match record::replace(
+            deps.store,
+            &keys::auth_request(reference),
+            stored,
+            next,
+            stored.exp,
+            deps.random,
+        )
+        .map_err(store_error)?
+        {
+            Swap::Swapped => Ok(()),
+            Swap::Conflict => Err(ProtocolError::InvalidGrant(
+                "the request was already decided",
+            )),
+        }
+    }
+
+    /// Moves the consent along with the decision; a consent that moved meanwhile (revoked by
+    /// its client) is left as it is, and the token endpoint refuses the grant (TOK-11).
+    fn change_consent(
+        &self,
+        consent_id: &str,
+        deps: &Deps<'_>,
+        now: UnixTime,
+        change: fn(&Consent, UnixTime) -> Result<Consent, crate::consent::TransitionError>,
+    ) -> Result<(), ProtocolError> {
+        let _ = record::update::<Consent, crate::consent::TransitionError>(
+            deps.store,
+            &keys::consent(consent_id),
+            now,
+            deps.random,
+            |current| match current {
+                Some(c) => change(&c.data, now).map(|next| (next, c.exp)),
+                None => Err(crate::consent::TransitionError::NotAwaiting),
+            },
+        )
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// `POST /device/hints {"subject"}` (AD-9, HINT-13): a short-lived, single-use id for the
+    /// AD-generated login_hint_token.
+    fn hint(
+        &self,
+        request: &Request,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<Response, ProtocolError> {
+        let body = json_object(request)?;
+        let sub = string_member(&body, "subject")?.ok_or(bad("subject is required"))?;
+        let user = self
+            .config
+            .users
+            .by_sub(sub)
+            .ok_or(bad("subject is not a known account holder"))?;
+        let id = issue_ad_hint(user, deps.store, deps.random, now).map_err(store_error)?;
+        let login_hint_token = json!({ "format": LHT_AD_GENERATED, "id": id }).to_string();
+        Ok(Response::json(
+            201,
+            &json!({ "id": id, "expires_in": AD_HINT_TTL, "login_hint_token": login_hint_token }),
+        ))
+    }
+
+    /// `POST /device/claims {"login_hint_token", "subject"}` (AD-8, HINT-15): the holder
+    /// scanned an AS-generated request's QR code.
+    fn claim(
+        &self,
+        request: &Request,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<Response, ProtocolError> {
+        let body = json_object(request)?;
+        let token =
+            string_member(&body, "login_hint_token")?.ok_or(bad("login_hint_token is required"))?;
+        let sub = string_member(&body, "subject")?.ok_or(bad("subject is required"))?;
+        let user = self
+            .config
+            .users
+            .by_sub(sub)
+            .ok_or(bad("subject is not a known account holder"))?;
+        let qr = self.verify_qr(token, now)?;
+        let id = AuthReqId::parse(&qr.auth_request_id).ok_or(ProtocolError::InvalidGrant(
+            "no such request awaits a claim",
+        ))?;
+        let reference = id.reference();
+        let stored = record::get::<AuthRequest>(deps.store, &keys::auth_request(&reference), now)
+            .map_err(store_error)?
+            .filter(|s| s.data.client_id == qr.client_id && s.data.hint == HintKind::AsGenerated)
+            .ok_or(ProtocolError::InvalidGrant(
+                "no such request awaits a claim",
+            ))?;
+        let claimed = stored.data.claim(&user.sub, now).map_err(|e| match e {
+            WrongState(State::Expired) => ProtocolError::ExpiredToken("the request has expired"),
+            WrongState(_) => ProtocolError::InvalidGrant("the request was already claimed"),
+        })?;
+        let consent = self.consent(&stored.data.consent_id, deps, now)?;
+        holder_matches_consent(user, &consent)?;
+        let jti_key = keys::login_hint_token_jti(&qr.client_id, &qr.jti);
+        if !first_use(deps.store, &jti_key, qr.exp + SKEW).map_err(store_error)? {
+            return Err(ProtocolError::InvalidGrant(
+                "the login_hint_token was already used",
+            ));
+        }
+        self.write(&reference, &stored, &claimed, deps)?;
+        auth_req::remember_for_holder(deps.store, &user.sub, &reference, stored.exp, deps.random)
+            .map_err(store_error)?;
+        let view = self.view_with_consent(&claimed, &reference, deps, now)?;
+        Ok(Response::json(200, &view))
+    }
+
+    /// HINT-15: decrypt with an AS encryption key, then verify the client's PS256 JWS.
+    fn verify_qr(&self, token: &str, now: UnixTime) -> Result<QrToken, ProtocolError> {
+        let plaintext = jwe::decrypt(token, &self.config.keys.encryption)
+            .map_err(|_| bad("the login_hint_token cannot be decrypted"))?;
+        let jws = std::str::from_utf8(&plaintext)
+            .map_err(|_| bad("the login_hint_token does not hold a JWS"))?;
+        let client_id = unverified_issuer(jws).ok_or(bad("the login_hint_token has no iss"))?;
+        let client = self
+            .config
+            .clients
+            .get(&client_id)
+            .ok_or(ProtocolError::InvalidGrant(
+                "no such request awaits a claim",
+            ))?;
+        let ClientKeys::Jwks(jwks) = &client.keys else {
+            return Err(ProtocolError::ServerError(
+                "keys from jwks_uri are not supported yet",
+            ));
+        };
+        let verified =
+            verify_ps256(jws, jwks.iter().map(|k| (k.kid.as_str(), &k.key))).map_err(|_| {
+                bad("the login_hint_token signature does not verify with the client's keys")
+            })?;
+        if !verified
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(CIBA_BR_JWT))
+        {
+            return Err(bad("the login_hint_token typ must be cibabr+jwt"));
+        }
+        if verified.str("iss") != Some(client.client_id.as_str()) {
+            return Err(bad("the login_hint_token iss is not the client"));
+        }
+        let aud_ok = match verified.claims.get("aud") {
+            Some(Value::String(a)) => a == self.config.issuer.as_str(),
+            Some(Value::Array(l)) => l
+                .iter()
+                .any(|a| a.as_str() == Some(self.config.issuer.as_str())),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(bad("the login_hint_token aud must be the issuer"));
+        }
+        let jti = verified
+            .str("jti")
+            .filter(|j| is_uuid_v4(j))
+            .ok_or(bad("the login_hint_token jti must be a UUIDv4"))?
+            .to_string();
+        let iat = verified.iat.ok_or(bad("the login_hint_token has no iat"))?;
+        let exp = verified.exp.ok_or(bad("the login_hint_token has no exp"))?;
+        if iat > now + SKEW {
+            return Err(bad("the login_hint_token is issued in the future"));
+        }
+        if exp - iat > QR_MAX_LIFETIME || exp > now + QR_MAX_LIFETIME + SKEW {
+            return Err(bad("the login_hint_token lives longer than 5 minutes"));
+        }
+        if exp <= now {
+            return Err(ProtocolError::ExpiredToken(
+                "the login_hint_token has expired",
+            ));
+        }
+        let auth_request_id = verified
+            .str("auth_request_id")
+            .ok_or(bad("the login_hint_token has no auth_request_id"))?
+            .to_string();
+        Ok(QrToken {
+            client_id: client.client_id.clone(),
+            jti,
+            exp,
+            auth_request_id,
+        })
+    }
+}
+
+/// A verified AS-generated login_hint_token.
+struct QrToken {
+    client_id: String,
+    jti: String,
+    exp: UnixTime,
+    auth_request_id: String,
+}
+
+fn is_uuid_v4(text: &str) -> bool {
+    crate::fapi::is_uuid_text(text) && text.as_bytes()[14] == b'4'
+}
+
+/// AD-5: the checks an approval must pass; the first that fails is the denial's reason.
+fn approval_checks(
+    request: &AuthRequest,
+    user: &User,
+    consent: &Consent,
+    acr: &str,
+    now: UnixTime,
+) -> Result<(), DenialReason> {
+    if user.cpf != consent.logged_user {
+        return Err(DenialReason::CpfMismatch);
+    }
+    if let Some(cnpj) = &consent.business_entity
+        && !user.cnpj.contains(cnpj)
+    {
+        return Err(DenialReason::CnpjMismatch);
+    }
+    let claims = &request.id_token_claims;
+    if let Some(cpf) = claims
+        .cpf
+        .as_ref()
+        .filter(|c| c.essential && !c.values.is_empty())
+        && !cpf.values.iter().any(|v| v == user.cpf.as_str())
+    {
+        return Err(DenialReason::ClaimMismatch);
+    }
+    if let Some(cnpj) = claims
+        .cnpj
+        .as_ref()
+        .filter(|c| c.essential && !c.values.is_empty())
+        && !cnpj
+            .values
+            .iter()
+            .all(|v| user.cnpj.iter().any(|c| c.as_str() == v))
+    {
+        return Err(DenialReason::ClaimMismatch);
+    }
+    if !request.acr.reached_by(acr) {
+        return Err(DenialReason::AcrNotReached);
+    }
+    if consent.at(now).status != crate::consent::Status::AwaitingAuthorisation {
+        return Err(DenialReason::ConsentUnavailable);
+    }
+    Ok(())
+}
+
+fn denial_text(reason: DenialReason) -> &'static str {
+    match reason {
+        DenialReason::HolderDenied => "the holder denied the request",
+        DenialReason::CpfMismatch => {
+            "the holder is not the consent's loggedUser: the request is denied"
+        }
+        DenialReason::CnpjMismatch => {
+            "the holder does not act for the consent's businessEntity: the request is denied"
+        }
+        DenialReason::ClaimMismatch => {
+            "an essential cpf or cnpj claim is not the holder's: the request is denied"
+        }
+        DenialReason::AcrNotReached => "the essential acr was not reached: the request is denied",
+        DenialReason::ConsentUnavailable => {
+            "the consent is no longer awaiting authorisation: the request is denied"
+        }
+    }
+}
+
+/// A JSON object body.
+fn json_object(request: &Request) -> Result<Map<String, Value>, ProtocolError> {
+    let json = request
+        .header_values("content-type")
+        .next()
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(bad("the body must be application/json"));
+    }
+    match serde_json::from_slice::<Value>(&request.body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(bad("the body must be a JSON object")),
+    }
+}
+
+/// A string member, absent when missing, null or empty; another type is refused.
+fn string_member<'a>(
+    body: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, ProtocolError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(bad("a member has the wrong type")),
+    }
+}

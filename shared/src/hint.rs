@@ -1,0 +1,175 @@
+//! Hint resolution (HINT-1…17): which holder a backchannel request names. A hint only
+//! identifies; the holder always authenticates on the authentication device (HINT-1).
+//!
+//! Also the AD-generated hint ids that the device API issues (AD-9, HINT-13).
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth_req::HintKind;
+use crate::clock::{Random, UnixTime};
+use crate::config::Issuer;
+use crate::consent::Consent;
+use crate::error::ProtocolError;
+use crate::id_token::verify_hint;
+use crate::jose::keys::KeySet;
+use crate::request_object::Hint;
+use crate::store::{KeyValue, StoreError, first_use, keys, record};
+use crate::users::{User, Users};
+
+/// How long an AD-generated hint id lives (HINT-13 [decision]: ≤ 300 s).
+pub const AD_HINT_TTL: i64 = 300;
+
+/// What an AD-generated hint id stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdHint {
+    /// The holder the device issued it for.
+    pub sub: String,
+    /// When it stops being accepted; the record outlives it, so that a late use is told
+    /// `expired_login_hint_token` rather than `unknown_user_id` (HINT-12).
+    pub expires_at: UnixTime,
+}
+
+/// How long an AD-generated hint's record outlives the hint.
+const AD_HINT_RETENTION: i64 = 600;
+
+/// The holder a hint resolved to, or none yet (as-generated).
+#[derive(Debug)]
+pub struct ResolvedHint<'u> {
+    /// Which hint it was.
+    pub kind: HintKind,
+    /// The holder, unless the request waits for a claim.
+    pub user: Option<&'u User>,
+    /// An AD-generated id to use up once the request is accepted (HINT-13).
+    ad_hint_id: Option<String>,
+}
+
+impl ResolvedHint<'_> {
+    /// Uses up the AD-generated id, if any: the last step before the request is stored, so
+    /// a refused request leaves it usable. `false` when another request used it first.
+    pub fn use_up(&self, store: &dyn KeyValue, now: UnixTime) -> Result<bool, StoreError> {
+        match &self.ad_hint_id {
+            Some(id) => first_use(
+                store,
+                &keys::ad_hint_used(id),
+                now + AD_HINT_TTL + AD_HINT_RETENTION,
+            ),
+            None => Ok(true),
+        }
+    }
+}
+
+/// What hint resolution reads.
+pub struct HintContext<'a> {
+    /// The holders.
+    pub users: &'a Users,
+    /// The AS signing keys, current and retired (HINT-5).
+    pub signing_keys: &'a KeySet,
+    /// The issuer (HINT-6).
+    pub issuer: &'a Issuer,
+    /// The store (AD-generated ids).
+    pub store: &'a dyn KeyValue,
+}
+
+fn unknown() -> ProtocolError {
+    // HINT-2: the same answer whether the holder is absent or unusable.
+    ProtocolError::UnknownUserId("the hint does not name a known account holder")
+}
+
+/// HINT-3…17 for a request of `client_id` about `consent`.
+pub fn resolve<'u>(
+    hint: &Hint,
+    client_id: &str,
+    consent: &Consent,
+    ctx: &HintContext<'u>,
+    now: UnixTime,
+) -> Result<ResolvedHint<'u>, ProtocolError> {
+    let resolved = |kind, user| ResolvedHint {
+        kind,
+        user: Some(user),
+        ad_hint_id: None,
+    };
+    match hint {
+        // HINT-16: only the consent id itself, resolved through the consent's loggedUser.
+        Hint::LoginHint(value) => {
+            if *value != consent.consent_id {
+                return Err(unknown());
+            }
+            let user = ctx.users.by_cpf(&consent.logged_user).ok_or_else(unknown)?;
+            Ok(resolved(HintKind::LoginHint, user))
+        }
+        Hint::IdTokenHint(compact) => {
+            let verified = verify_hint(compact, ctx.signing_keys, ctx.issuer, client_id, now)?;
+            let user = ctx.users.by_sub(&verified.sub).ok_or_else(unknown)?;
+            Ok(resolved(HintKind::IdTokenHint, user))
+        }
+        Hint::AdGenerated(id) => {
+            let stored = record::get::<AdHint>(ctx.store, &keys::ad_hint(id), now)
+                .map_err(|_| ProtocolError::ServerError("the store is unavailable"))?;
+            let Some(stored) = stored else {
+                return Err(unknown());
+            };
+            if now >= stored.data.expires_at {
+                return Err(ProtocolError::ExpiredLoginHintToken(
+                    "the login_hint_token has expired",
+                ));
+            }
+            let used = ctx
+                .store
+                .increment(&keys::ad_hint_used(id), 0)
+                .map_err(|_| ProtocolError::ServerError("the store is unavailable"))?;
+            if used != 0 {
+                return Err(ProtocolError::ExpiredLoginHintToken(
+                    "the login_hint_token was already used",
+                ));
+            }
+            let user = ctx.users.by_sub(&stored.data.sub).ok_or_else(unknown)?;
+            Ok(ResolvedHint {
+                kind: HintKind::AdGenerated,
+                user: Some(user),
+                ad_hint_id: Some(id.clone()),
+            })
+        }
+        Hint::AsGenerated => Ok(ResolvedHint {
+            kind: HintKind::AsGenerated,
+            user: None,
+            ad_hint_id: None,
+        }),
+    }
+}
+
+/// AD-9, HINT-13: a fresh AD-generated hint id for `user`: 20 random digits (≈ 66 bits),
+/// single-use, living [`AD_HINT_TTL`] seconds.
+pub fn issue_ad_hint(
+    user: &User,
+    store: &dyn KeyValue,
+    random: &dyn Random,
+    now: UnixTime,
+) -> Result<String, StoreError> {
+    let mut bytes = [0u8; 20];
+    random.fill(&mut bytes)?;
+    // 250 = 25 × 10: bytes below it map evenly onto digits; the rest are drawn again.
+    let mut digits = String::with_capacity(20);
+    let mut pool = bytes.to_vec();
+    while digits.len() < 20 {
+        match pool.pop() {
+            Some(b) if b < 250 => digits.push(char::from(b'0' + b % 10)),
+            Some(_) => {}
+            None => {
+                let mut more = [0u8; 20];
+                random.fill(&mut more)?;
+                pool.extend_from_slice(&more);
+            }
+        }
+    }
+    record::put(
+        store,
+        &keys::ad_hint(&digits),
+        &AdHint {
+            sub: user.sub.clone(),
+            expires_at: now + AD_HINT_TTL,
+        },
+        now + AD_HINT_TTL + AD_HINT_RETENTION,
+        random,
+    )?;
+    Ok(digits)
+}

@@ -1,0 +1,186 @@
+//! id_tokens: made when the holder approves (TKN-4…9) and verified when a client sends one
+//! back as `id_token_hint` (HINT-3…8, KEY-6).
+
+use jwt_compact::alg::Rsa;
+use jwt_compact::{AlgorithmExt, Claims, Header};
+use serde_json::{Map, Value, json};
+
+use crate::auth_req::{AuthRequest, ClaimRequests, Decision};
+use crate::clock::{SKEW, UnixTime};
+use crate::config::Issuer;
+use crate::error::ProtocolError;
+use crate::jose::jws::{JwsError, verify_ps256};
+use crate::jose::keys::KeySet;
+use crate::jose::{b64url, b64url_decode};
+use crate::users::User;
+
+/// `at_hash` (OIDC 3.1.3.6, FAPI1-A 8.3.4): the left half of SHA-256 of the access token.
+pub fn at_hash(access_token: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(access_token.as_bytes());
+    b64url(&digest[..16])
+}
+
+/// The claims the holder's identity documents answer (TKN-9): `cpf` as a string, `cnpj` as
+/// an array, only when the `claims` parameter asked for them.
+pub fn document_claims(requests: &ClaimRequests, user: &User, claims: &mut Map<String, Value>) {
+    if requests.cpf.is_some() {
+        claims.insert("cpf".into(), json!(user.cpf.as_str()));
+    }
+    if requests.cnpj.is_some() && !user.cnpj.is_empty() {
+        let cnpj: Vec<&str> = user.cnpj.iter().map(|c| c.as_str()).collect();
+        claims.insert("cnpj".into(), json!(cnpj));
+    }
+}
+
+/// What an id_token says.
+pub struct IdTokenContent<'a> {
+    /// `iss`.
+    pub issuer: &'a Issuer,
+    /// The request it answers.
+    pub request: &'a AuthRequest,
+    /// The holder's approval.
+    pub decision: &'a Decision,
+    /// The holder.
+    pub user: &'a User,
+    /// `at_hash` of the access token it accompanies.
+    pub at_hash: &'a str,
+    /// A unique id (HINT-10 cancels by it).
+    pub jti: &'a str,
+    /// When it is made.
+    pub iat: UnixTime,
+    /// Its lifetime: at least 180 days (TKN-5).
+    pub lifetime: u32,
+}
+
+/// TKN-4…9: signs the id_token with the current signing key: PS256, `kid` and `x5t#S256` in
+/// the header; `acr` and `auth_time` always; no `nonce`, `c_hash`, `s_hash`.
+pub fn sign(content: &IdTokenContent<'_>, keys: &KeySet) -> Result<String, ProtocolError> {
+    let key = keys.active();
+    let thumbprint = key
+        .certificate()
+        .and_then(|c| b64url_decode(&c.x5t_s256))
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or(ProtocolError::ServerError(
+            "the signing key has no certificate",
+        ))?;
+    let header = Header::empty()
+        .with_key_id(key.kid())
+        .with_certificate_thumbprint(thumbprint)
+        .with_token_type("JWT");
+    let client_id = content.request.client_id.as_str();
+    let mut claims = Map::new();
+    claims.insert("iss".into(), json!(content.issuer.as_str()));
+    claims.insert("sub".into(), json!(content.user.sub));
+    claims.insert("aud".into(), json!(client_id));
+    claims.insert("azp".into(), json!(client_id));
+    claims.insert("iat".into(), json!(content.iat));
+    claims.insert(
+        "exp".into(),
+        json!(content.iat + i64::from(content.lifetime)),
+    );
+    claims.insert("jti".into(), json!(content.jti));
+    claims.insert("auth_time".into(), json!(content.decision.auth_time));
+    claims.insert("acr".into(), json!(content.decision.acr));
+    if !content.decision.amr.is_empty() {
+        claims.insert("amr".into(), json!(content.decision.amr));
+    }
+    claims.insert("at_hash".into(), json!(content.at_hash));
+    document_claims(&content.request.id_token_claims, content.user, &mut claims);
+    Rsa::ps256()
+        .token(&header, &Claims::new(claims), key.private_key())
+        .map_err(|_| ProtocolError::ServerError("the id_token cannot be signed"))
+}
+
+fn invalid(why: &'static str) -> ProtocolError {
+    ProtocolError::InvalidIdTokenHint(why)
+}
+
+/// An id_token hint that this server issued to this client and that has not expired.
+#[derive(Debug, Clone)]
+pub struct VerifiedIdTokenHint {
+    /// `sub`: the holder it names.
+    pub sub: String,
+    /// `jti`, when present (HINT-10 cancellation).
+    pub jti: Option<String>,
+    /// `iat` (HINT-10: a per-holder "not before").
+    pub iat: Option<UnixTime>,
+}
+
+/// HINT-3…8: verifies `compact` with the current or a retired signing key (KEY-6), for
+/// `client_id`. Expiry is checked only after the signature (HINT-8).
+pub fn verify_hint(
+    compact: &str,
+    keys: &KeySet,
+    issuer: &Issuer,
+    client_id: &str,
+    now: UnixTime,
+) -> Result<VerifiedIdTokenHint, ProtocolError> {
+    if compact.len() > 16 * 1024 {
+        return Err(invalid("the id_token_hint is too large"));
+    }
+    // HINT-4: a kid is required, so no key is tried blindly.
+    let has_kid = jwt_compact::UntrustedToken::new(compact)
+        .ok()
+        .is_some_and(|t| t.header().key_id.is_some());
+    if compact.split('.').count() == 3 && !has_kid {
+        return Err(invalid("the id_token_hint header has no kid"));
+    }
+    let verified = verify_ps256(
+        compact,
+        keys.all().iter().map(|k| (k.kid(), k.public_key())),
+    )
+    .map_err(|e| {
+        invalid(match e {
+            JwsError::Encrypted => "the id_token_hint must be a signed id_token",
+            JwsError::AlgorithmNotAllowed => "the id_token_hint is not signed with PS256",
+            JwsError::UnknownKey => "the id_token_hint was not signed by this server",
+            JwsError::BadSignature => "the id_token_hint signature does not verify",
+            JwsError::Malformed | JwsError::CriticalHeader | JwsError::MalformedClaims => {
+                "the id_token_hint is malformed"
+            }
+        })
+    })?;
+    if !verified.has_certificate_thumbprint {
+        return Err(invalid("the id_token_hint header has no x5t#S256"));
+    }
+    if verified
+        .typ
+        .as_deref()
+        .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+    {
+        return Err(invalid("the id_token_hint typ is not JWT"));
+    }
+    if verified.str("iss") != Some(issuer.as_str()) {
+        return Err(invalid("the id_token_hint was not issued by this server"));
+    }
+    let azp = verified.claims.get("azp");
+    let for_client = match verified.claims.get("aud") {
+        Some(Value::String(a)) => a == client_id,
+        Some(Value::Array(list)) => {
+            list.iter().any(|a| a.as_str() == Some(client_id)) && azp.is_some()
+        }
+        _ => false,
+    } && azp.is_none_or(|a| a.as_str() == Some(client_id));
+    if !for_client {
+        return Err(invalid("the id_token_hint was issued to another client"));
+    }
+    let exp = verified
+        .exp
+        .ok_or(invalid("the id_token_hint has no exp"))?;
+    if exp <= now - SKEW {
+        return Err(ProtocolError::ExpiredIdTokenHint(
+            "the id_token_hint has expired",
+        ));
+    }
+    let sub = verified
+        .str("sub")
+        .filter(|s| !s.is_empty())
+        .ok_or(invalid("the id_token_hint has no sub"))?
+        .to_string();
+    Ok(VerifiedIdTokenHint {
+        sub,
+        jti: verified.str("jti").map(str::to_string),
+        iat: verified.iat,
+    })
+}
