@@ -113,6 +113,101 @@ impl DevFolder {
         devkeys::client_assertion(&key, kid, DEMO_CLIENT_ID, aud)
     }
 
+    fn demo_client_key(&self) -> anyhow::Result<(devkeys::rsa::RsaPrivateKey, String)> {
+        let path = self.dir.join("demo_client_private_key.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("cannot read {}: run `ciba-host dev` first", path.display())
+        })?;
+        let set: serde_json::Value = serde_json::from_str(&text)?;
+        let jwk = &set["keys"][0];
+        let kid = jwk["kid"].as_str().unwrap_or_default().to_string();
+        Ok((devkeys::private_key_from_jwk(jwk)?, kid))
+    }
+
+    /// A signed backchannel request object of the demo client for `consent_id`, to the
+    /// issuer `issuer`: `login_hint` = the consent id unless `options` names another hint
+    /// (`id_token_hint`, `login_hint_token`); `binding_message` when given.
+    pub fn demo_request_object(
+        &self,
+        issuer: &str,
+        consent_id: &str,
+        options: &std::collections::HashMap<&'static str, String>,
+    ) -> anyhow::Result<String> {
+        use jwt_compact::{AlgorithmExt, Claims, Header};
+        let (key, kid) = self.demo_client_key()?;
+        let now = unix_now()?;
+        let mut claims = json!({
+            "iss": DEMO_CLIENT_ID,
+            "aud": issuer,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 300,
+            "jti": random_token()?,
+            "scope": format!("openid consent:{consent_id}"),
+        });
+        match (
+            options.get("id_token_hint"),
+            options.get("login_hint_token"),
+        ) {
+            (Some(h), _) => claims["id_token_hint"] = json!(h),
+            (None, Some(t)) => claims["login_hint_token"] = json!(t),
+            (None, None) => claims["login_hint"] = json!(consent_id),
+        }
+        if let Some(m) = options.get("binding_message") {
+            claims["binding_message"] = json!(m);
+        }
+        Ok(jwt_compact::alg::Rsa::ps256().token(
+            &Header::empty().with_key_id(kid),
+            &Claims::new(claims),
+            &key,
+        )?)
+    }
+
+    /// The login_hint_token of an as-generated request's QR code (HINT-15): the demo client's
+    /// PS256 JWS (`typ: cibabr+jwt`), encrypted to the server's first encryption key.
+    pub fn demo_qr_token(&self, issuer: &str, auth_req_id: &str) -> anyhow::Result<String> {
+        use jwt_compact::{AlgorithmExt, Claims, Header};
+        let (key, kid) = self.demo_client_key()?;
+        let now = unix_now()?;
+        let mut uuid = [0u8; 16];
+        getrandom::fill(&mut uuid).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        uuid[6] = (uuid[6] & 0x0f) | 0x40;
+        uuid[8] = (uuid[8] & 0x3f) | 0x80;
+        let hex: String = uuid.iter().map(|b| format!("{b:02x}")).collect();
+        let jti = format!(
+            "{}-{}-{}-{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..32]
+        );
+        let claims = json!({
+            "iss": DEMO_CLIENT_ID,
+            "aud": issuer,
+            "jti": jti,
+            "iat": now,
+            "exp": now + 240,
+            "auth_request_id": auth_req_id,
+        });
+        let jws = jwt_compact::alg::Rsa::ps256().token(
+            &Header::empty()
+                .with_key_id(kid)
+                .with_token_type("cibabr+jwt"),
+            &Claims::new(claims),
+            &key,
+        )?;
+        let path = self.dir.join("encryption_keys.json");
+        let set: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+        let jwk = &set["keys"][0];
+        let public = RsaPublicKey::from(&devkeys::private_key_from_jwk(jwk)?);
+        devkeys::encrypt_jwe(
+            jws.as_bytes(),
+            &public,
+            jwk["kid"].as_str().unwrap_or_default(),
+        )
+    }
+
     /// The folder.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -129,4 +224,10 @@ fn restrict(path: &Path) -> anyhow::Result<()> {
 #[cfg(not(unix))]
 fn restrict(_: &Path) -> anyhow::Result<()> {
     Ok(())
+}
+
+fn unix_now() -> anyhow::Result<u64> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs())
 }

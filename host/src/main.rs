@@ -6,6 +6,9 @@
 //! - `ciba-host dev [--listen ...]`: generates development material into `.dev/` on first run,
 //!   builds, and serves with it on `http://127.0.0.1:3000`.
 //! - `ciba-host assertion`: prints a fresh `private_key_jwt` assertion of the demo client.
+//! - `ciba-host request --consent ID [...]`: prints a signed backchannel request object of
+//!   the demo client; `ciba-host qr --auth-req-id ID`: prints the QR code's
+//!   login_hint_token for an as-generated request (both for trying the flow by hand).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,6 +29,7 @@ struct Args {
     build: bool,
     state_dir: Option<String>,
     overrides: Overrides,
+    demo: HashMap<&'static str, String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -38,6 +42,7 @@ fn parse_args() -> anyhow::Result<Args> {
         build: false,
         state_dir: None,
         overrides: Overrides::default(),
+        demo: HashMap::new(),
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
@@ -51,6 +56,19 @@ fn parse_args() -> anyhow::Result<Args> {
             "--build" => out.build = true,
             "--state-dir" => out.state_dir = Some(value("--state-dir")?),
             "--variable" => out.overrides.add(&value("--variable")?)?,
+            "--consent" => _ = out.demo.insert("consent", value("--consent")?),
+            "--binding-message" => {
+                _ = out
+                    .demo
+                    .insert("binding_message", value("--binding-message")?)
+            }
+            "--id-token-hint" => _ = out.demo.insert("id_token_hint", value("--id-token-hint")?),
+            "--login-hint-token" => {
+                _ = out
+                    .demo
+                    .insert("login_hint_token", value("--login-hint-token")?)
+            }
+            "--auth-req-id" => _ = out.demo.insert("auth_req_id", value("--auth-req-id")?),
             other => bail!("unknown argument {other}; see `ciba-host help`"),
         }
     }
@@ -62,7 +80,12 @@ const HELP: &str = "ciba-host: runs this Spin bundle without Spin
   ciba-host dev   [--listen ADDR]   generate .dev/ on first run, build, serve on 127.0.0.1:3000
   ciba-host up    [--from spin.toml] [--listen ADDR] [--build] [--state-dir DIR] [--variable name=value|name=@file]...
   ciba-host build [--from spin.toml]
-  ciba-host assertion [--listen ADDR]  print a client assertion of the demo client (after `dev`)";
+  ciba-host assertion [--listen ADDR]  print a client assertion of the demo client (after `dev`)
+  ciba-host request --consent ID [--binding-message TEXT] [--id-token-hint JWT | --login-hint-token VALUE] [--listen ADDR]
+                                       print a signed backchannel request object of the demo client
+                                       (login_hint = the consent id unless a hint is given)
+  ciba-host qr --auth-req-id ID [--listen ADDR]
+                                       print the login_hint_token of an as-generated request's QR code";
 
 #[tokio::main]
 async fn main() {
@@ -82,6 +105,34 @@ async fn run() -> anyhow::Result<()> {
             println!(
                 "{}",
                 folder.demo_client_assertion(&format!("http://{}/token", args.listen))?
+            );
+            return Ok(());
+        }
+        "request" => {
+            let folder = DevFolder::new(manifest.dir.join(".dev"));
+            let consent = args
+                .demo
+                .get("consent")
+                .context("request needs --consent <consentId>")?;
+            println!(
+                "{}",
+                folder.demo_request_object(
+                    &format!("http://{}", args.listen),
+                    consent,
+                    &args.demo
+                )?
+            );
+            return Ok(());
+        }
+        "qr" => {
+            let folder = DevFolder::new(manifest.dir.join(".dev"));
+            let id = args
+                .demo
+                .get("auth_req_id")
+                .context("qr needs --auth-req-id <auth_req_id>")?;
+            println!(
+                "{}",
+                folder.demo_qr_token(&format!("http://{}", args.listen), id)?
             );
             return Ok(());
         }

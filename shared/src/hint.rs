@@ -113,11 +113,9 @@ pub fn resolve<'u>(
                     "the login_hint_token has expired",
                 ));
             }
-            let used = ctx
-                .store
-                .increment(&keys::ad_hint_used(id), 0)
+            let used = crate::store::was_used(ctx.store, &keys::ad_hint_used(id))
                 .map_err(|_| ProtocolError::ServerError("the store is unavailable"))?;
-            if used != 0 {
+            if used {
                 return Err(ProtocolError::ExpiredLoginHintToken(
                     "the login_hint_token was already used",
                 ));

@@ -176,8 +176,14 @@ fn disc_12_amb_23_request_objects_ps256_and_never_encrypted() {
         json!(["PS256"])
     );
     // BCA-5 refuses JWE request objects: discovery does not advertise them (AMB-23).
-    assert!(d.get("request_object_encryption_alg_values_supported").is_none());
-    assert!(d.get("request_object_encryption_enc_values_supported").is_none());
+    assert!(
+        d.get("request_object_encryption_alg_values_supported")
+            .is_none()
+    );
+    assert!(
+        d.get("request_object_encryption_enc_values_supported")
+            .is_none()
+    );
 }
 
 #[test]

@@ -118,11 +118,7 @@ fn key_9_a_client_key_set_with_encryption_keys_is_accepted() {
     vars.insert("clients", json!([tpp]).to_string());
     let server = Server::bundle(vars);
     let body = client_credentials_body(&server, "tpp-1");
-    let response = server.post_form(
-        "/token",
-        Some(&certificate_header("CN=tpp-1,C=BR")),
-        &body,
-    );
+    let response = server.post_form("/token", Some(&certificate_header("CN=tpp-1,C=BR")), &body);
     assert_eq!(
         response.status,
         200,
@@ -199,11 +195,7 @@ fn cli_8_an_unparsable_subject_dn_stops_the_configuration_naming_it() {
     let server = Server::bundle(vars);
     // Every client is refused the same way, once the configuration is known to be bad.
     let body = client_credentials_body(&server, "tpp-1");
-    let response = server.post_form(
-        "/token",
-        Some(&certificate_header("CN=tpp-1,C=BR")),
-        &body,
-    );
+    let response = server.post_form("/token", Some(&certificate_header("CN=tpp-1,C=BR")), &body);
     assert_error(&response, 500, "server_error");
     let log = server.log_text();
     assert!(
@@ -285,7 +277,11 @@ fn bca_30_interaction_id_is_echoed_byte_for_byte_on_every_response() {
     // Discovery and JWKS too.
     for path in ["/.well-known/openid-configuration", "/jwks"] {
         let response = server.send("GET", path, &[("x-fapi-interaction-id", upper)], b"");
-        assert_eq!(response.header("x-fapi-interaction-id"), Some(upper), "{path}");
+        assert_eq!(
+            response.header("x-fapi-interaction-id"),
+            Some(upper),
+            "{path}"
+        );
     }
     // Other UUID forms are not echoed (nor refused) at the AS endpoints: a fresh id answers.
     for other in [
@@ -330,8 +326,16 @@ fn bca_30_a_configuration_problem_still_answers_with_the_interaction_id() {
 fn consents_token(server: &Server, cert: &str) -> String {
     let body = client_credentials_body(server, "tpp-1");
     let response = server.post_form("/token", Some(cert), &body);
-    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
-    response.json()["access_token"].as_str().unwrap().to_string()
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    response.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn lodge(server: &Server, token: &str, cert: &str, interaction_id: Option<&str>) -> Response {
@@ -384,7 +388,10 @@ fn cons_3_a_client_removed_from_clients_loses_its_tokens_at_once() {
         token
     };
     let mut vars = variables();
-    vars.insert("clients", json!([client("tpp-2", "openid payments")]).to_string());
+    vars.insert(
+        "clients",
+        json!([client("tpp-2", "openid payments")]).to_string(),
+    );
     let server = Server::bundle_in(vars, &dir);
     let response = lodge(&server, &token, &cert, Some(id));
     assert_eq!(response.status, 401);

@@ -50,6 +50,7 @@ fn build_once() {
 }
 
 pub mod assertion;
+pub mod ciba;
 
 /// Keys and registrations generated once per test run (never committed).
 pub struct Material {

@@ -19,7 +19,7 @@ use crate::id_token::at_hash;
 use crate::jose::jwk::KeyUse;
 use crate::jose::keys::KeySet;
 use crate::request_object::{self, BackchannelRequest};
-use crate::store::{first_use, keys, record};
+use crate::store::{first_use, keys, record, was_used};
 use crate::users::{User, Users};
 
 /// What the backchannel authentication endpoint is configured with.
@@ -140,13 +140,16 @@ impl BcAuthorizeEndpoint {
         deps: &Deps<'_>,
         now: UnixTime,
     ) -> Result<AuthReqId, ProtocolError> {
+        let replayed = ProtocolError::InvalidRequest("the request object jti was already used");
+        let jti_key = keys::request_object_jti(&client.client().client_id, &backchannel.jti);
+        // A replayed request object is refused before the client's assertion is used up.
+        if was_used(deps.store, &jti_key).map_err(store_error)? {
+            return Err(replayed);
+        }
         let client = client.confirm(deps.store)?;
         let client_id = &client.client().client_id;
-        let jti_key = keys::request_object_jti(client_id, &backchannel.jti);
         if !first_use(deps.store, &jti_key, backchannel.exp + SKEW).map_err(store_error)? {
-            return Err(ProtocolError::InvalidRequest(
-                "the request object jti was already used",
-            ));
+            return Err(replayed);
         }
         if !hint.use_up(deps.store, now).map_err(store_error)? {
             return Err(ProtocolError::ExpiredLoginHintToken(

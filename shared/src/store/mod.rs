@@ -85,6 +85,13 @@ pub fn first_use(
     Ok(false)
 }
 
+/// Whether [`first_use`] was already called for `key`: a read, so that a request bound to be
+/// refused for a used marker is refused before it uses up anything else. A counter exists
+/// once incremented, on every store, whatever its encoding.
+pub fn was_used(store: &dyn KeyValue, key: &str) -> Result<bool, StoreError> {
+    Ok(store.get(key)?.is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
