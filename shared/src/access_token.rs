@@ -57,6 +57,9 @@ pub struct AccessTokenRecord {
     pub consent_id: Option<String>,
     /// The account holder, for CIBA tokens.
     pub sub: Option<String>,
+    /// The acr the holder reached, for CIBA tokens (TKN-3).
+    #[serde(default)]
+    pub acr: Option<String>,
     /// The claims the client asked for at userinfo (BCA-22, UI-6).
     #[serde(default)]
     pub userinfo_claims: crate::auth_req::ClaimRequests,

@@ -43,3 +43,5 @@ pub mod users;
 mod config_tests;
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod flow_tests;

@@ -611,3 +611,19 @@ fn hint_5_8_key_6_id_token_hints_by_key_and_expiry() {
     c.server.time.advance(181 * 86_400);
     assert_oauth_error(&attempt(&hint), 400, "expired_id_token_hint");
 }
+
+#[test]
+fn bca_23_client_notification_token_is_ignored_and_request_context_accepted() {
+    let _turn = turn();
+    let c = ciba();
+    let consent_id = c.lodge("tpp-1", HOLDER_1_CPF, None);
+    let mut claims = c.request_claims("tpp-1", &consent_id);
+    claims.insert("login_hint".into(), json!(consent_id));
+    claims.insert(
+        "client_notification_token".into(),
+        json!("8d67dc78-7faa-4d41-aabd-67707b374255"),
+    );
+    claims.insert("request_context".into(), json!({ "location": "POS 12" }));
+    let response = c.bc_authorize("tpp-1", &c.sign_request("tpp-1", claims));
+    assert_eq!(response.status, 200, "{}", text(&response));
+}

@@ -424,7 +424,7 @@ impl DeviceEndpoint {
             .users
             .by_sub(sub)
             .ok_or(bad("subject is not a known account holder"))?;
-        let qr = self.verify_qr(token, now)?;
+        let qr = self.verify_qr(token, deps, now)?;
         let id = AuthReqId::parse(&qr.auth_request_id).ok_or(ProtocolError::InvalidGrant(
             "no such request awaits a claim",
         ))?;
@@ -455,8 +455,13 @@ impl DeviceEndpoint {
     }
 
     /// HINT-15: decrypt with an AS encryption key, then verify the client's PS256 JWS.
-    fn verify_qr(&self, token: &str, now: UnixTime) -> Result<QrToken, ProtocolError> {
-        let plaintext = jwe::decrypt(token, &self.config.keys.encryption)
+    fn verify_qr(
+        &self,
+        token: &str,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<QrToken, ProtocolError> {
+        let plaintext = jwe::decrypt(token, &self.config.keys.encryption, deps.random)
             .map_err(|_| bad("the login_hint_token cannot be decrypted"))?;
         let jws = std::str::from_utf8(&plaintext)
             .map_err(|_| bad("the login_hint_token does not hold a JWS"))?;

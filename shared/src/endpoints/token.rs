@@ -192,6 +192,7 @@ impl TokenEndpoint {
                 grant: Grant::Ciba,
                 consent_id: Some(request.consent_id.clone()),
                 sub: Some(decision.sub.clone()),
+                acr: Some(decision.acr.clone()),
                 userinfo_claims: request.userinfo_claims.clone(),
             },
             now + i64::from(expires_in),
@@ -284,6 +285,7 @@ impl TokenEndpoint {
             grant: Grant::ClientCredentials,
             consent_id: None,
             sub: None,
+            acr: None,
             userinfo_claims: Default::default(),
         };
         let exp = deps.clock.now() + i64::from(expires_in);

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 
 use super::keys::KeySet;
 use super::{RSA_OAEP, b64url_decode};
+use crate::clock::Random;
 
 /// The only JWE content encryption algorithm (FAPI-BR 6.2.1, GEN-2).
 pub const A256GCM: &str = "A256GCM";
@@ -91,7 +92,10 @@ impl std::error::Error for JweError {}
 /// Decrypts a compact JWE (RSA-OAEP / A256GCM, `cty: JWT`) addressed to one of `keys` (the
 /// AS's `encryption_keys`, chosen by `kid`) and returns its plaintext (HINT-15, GEN-2,
 /// RFC 7516 5.2). The plaintext is not interpreted here.
-pub fn decrypt(compact: &str, keys: &KeySet) -> Result<Vec<u8>, JweError> {
+///
+/// The RSA operation is blinded with `random` (RUSTSEC-2023-0071: unblinded RSA decryption
+/// in `rsa` 0.9 leaks timing), so a QR code an attacker crafts cannot probe the key.
+pub fn decrypt(compact: &str, keys: &KeySet, random: &dyn Random) -> Result<Vec<u8>, JweError> {
     if compact.len() > MAX_COMPACT_LEN {
         return Err(JweError::TooLarge);
     }
@@ -103,6 +107,7 @@ pub fn decrypt(compact: &str, keys: &KeySet) -> Result<Vec<u8>, JweError> {
     let key = keys.by_kid(&kid).ok_or(JweError::UnknownKey)?;
     open(
         key.private_key(),
+        random,
         protected,
         encrypted_key,
         iv,
@@ -110,6 +115,49 @@ pub fn decrypt(compact: &str, keys: &KeySet) -> Result<Vec<u8>, JweError> {
         tag,
     )
 }
+
+/// The injected random source as the RNG `rsa` blinds with. `fill_bytes` cannot fail, so a
+/// failure of the source is remembered and the decryption's result is discarded.
+struct RandomRng<'a> {
+    random: &'a dyn Random,
+    failed: bool,
+}
+
+impl<'a> RandomRng<'a> {
+    fn new(random: &'a dyn Random) -> Self {
+        Self {
+            random,
+            failed: false,
+        }
+    }
+}
+
+impl rsa::rand_core::RngCore for RandomRng<'_> {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        if self.random.fill(dest).is_err() {
+            self.failed = true;
+        }
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rsa::rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rsa::rand_core::CryptoRng for RandomRng<'_> {}
 
 /// Checks the protected header (RFC 7516 5.2 steps 2-5) and returns its `kid`.
 fn check_header(protected: &str) -> Result<String, JweError> {
@@ -145,6 +193,7 @@ fn check_header(protected: &str) -> Result<String, JweError> {
 /// protected header's text as AAD (RFC 7516 5.2 steps 7-16).
 fn open(
     key: &RsaPrivateKey,
+    random: &dyn Random,
     protected: &str,
     encrypted_key: &str,
     iv: &str,
@@ -165,9 +214,10 @@ fn open(
     // RFC 7516 11.5: on a failed unwrap, carry on with a substitute key so that both
     // failures take the same path and give the same error. The flag, not the AEAD result,
     // decides: content that happens to authenticate under the substitute is still refused.
-    let unwrapped = key.decrypt(Oaep::new::<sha1::Sha1>(), &encrypted_key);
+    let mut rng = RandomRng::new(random);
+    let unwrapped = key.decrypt_blinded(&mut rng, Oaep::new::<sha1::Sha1>(), &encrypted_key);
     let (unwrapped_ok, cek) = match unwrapped {
-        Ok(cek) if cek.len() == CEK_LEN => (true, cek),
+        Ok(cek) if cek.len() == CEK_LEN && !rng.failed => (true, cek),
         _ => (false, vec![0u8; CEK_LEN]),
     };
     let cipher = Aes256Gcm::new_from_slice(&cek).map_err(|_| JweError::DecryptionFailed)?;
@@ -186,6 +236,7 @@ fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::CountingRandom;
     use crate::config::var;
     use crate::fixtures::keys;
     use crate::jose::b64url;
@@ -213,7 +264,7 @@ mod tests {
     }
 
     fn decrypt_with(header: &Value) -> Result<Vec<u8>, JweError> {
-        decrypt(&with_header(header), &key_set())
+        decrypt(&with_header(header), &key_set(), &CountingRandom::default())
     }
 
     /// `jwe` with part `index` decoded, changed by `change` and re-encoded.
@@ -228,7 +279,10 @@ mod tests {
     #[test]
     fn round_trip() {
         let jwe = devkeys::encrypt_jwe(PLAINTEXT, &recipient(), "enc-1").unwrap();
-        assert_eq!(decrypt(&jwe, &key_set()).unwrap(), PLAINTEXT);
+        assert_eq!(
+            decrypt(&jwe, &key_set(), &CountingRandom::default()).unwrap(),
+            PLAINTEXT
+        );
     }
 
     #[test]
@@ -241,7 +295,10 @@ mod tests {
     #[test]
     fn unknown_kid_is_refused() {
         let jwe = devkeys::encrypt_jwe(PLAINTEXT, &recipient(), "enc-2").unwrap();
-        assert_eq!(decrypt(&jwe, &key_set()), Err(JweError::UnknownKey));
+        assert_eq!(
+            decrypt(&jwe, &key_set(), &CountingRandom::default()),
+            Err(JweError::UnknownKey)
+        );
     }
 
     #[test]
@@ -301,13 +358,19 @@ mod tests {
     #[test]
     fn tampered_ciphertext_fails() {
         let jwe = tamper(&with_header(&header()), 3, |b| b[0] ^= 1);
-        assert_eq!(decrypt(&jwe, &key_set()), Err(JweError::DecryptionFailed));
+        assert_eq!(
+            decrypt(&jwe, &key_set(), &CountingRandom::default()),
+            Err(JweError::DecryptionFailed)
+        );
     }
 
     #[test]
     fn tampered_tag_fails() {
         let jwe = tamper(&with_header(&header()), 4, |b| b[15] ^= 0x80);
-        assert_eq!(decrypt(&jwe, &key_set()), Err(JweError::DecryptionFailed));
+        assert_eq!(
+            decrypt(&jwe, &key_set(), &CountingRandom::default()),
+            Err(JweError::DecryptionFailed)
+        );
     }
 
     #[test]
@@ -318,7 +381,10 @@ mod tests {
             h["x"] = json!(1);
             *b = serde_json::to_vec(&h).unwrap();
         });
-        assert_eq!(decrypt(&jwe, &key_set()), Err(JweError::DecryptionFailed));
+        assert_eq!(
+            decrypt(&jwe, &key_set(), &CountingRandom::default()),
+            Err(JweError::DecryptionFailed)
+        );
     }
 
     #[test]
@@ -326,21 +392,36 @@ mod tests {
         // Encrypted to another RSA key under the right kid: the OAEP unwrap fails.
         let other = RsaPublicKey::from(&keys().client_key);
         let jwe = devkeys::encrypt_jwe(PLAINTEXT, &other, "enc-1").unwrap();
-        assert_eq!(decrypt(&jwe, &key_set()), Err(JweError::DecryptionFailed));
+        assert_eq!(
+            decrypt(&jwe, &key_set(), &CountingRandom::default()),
+            Err(JweError::DecryptionFailed)
+        );
         // A garbled encrypted key.
         let jwe = tamper(&with_header(&header()), 1, |b| b[7] ^= 1);
-        assert_eq!(decrypt(&jwe, &key_set()), Err(JweError::DecryptionFailed));
+        assert_eq!(
+            decrypt(&jwe, &key_set(), &CountingRandom::default()),
+            Err(JweError::DecryptionFailed)
+        );
         // An empty one.
         let jwe = tamper(&with_header(&header()), 1, Vec::clear);
-        assert_eq!(decrypt(&jwe, &key_set()), Err(JweError::DecryptionFailed));
+        assert_eq!(
+            decrypt(&jwe, &key_set(), &CountingRandom::default()),
+            Err(JweError::DecryptionFailed)
+        );
     }
 
     #[test]
     fn wrong_iv_and_tag_lengths_are_refused() {
         let jwe = tamper(&with_header(&header()), 2, |b| b.push(0));
-        assert_eq!(decrypt(&jwe, &key_set()), Err(JweError::InvalidIv));
+        assert_eq!(
+            decrypt(&jwe, &key_set(), &CountingRandom::default()),
+            Err(JweError::InvalidIv)
+        );
         let jwe = tamper(&with_header(&header()), 4, |b| b.truncate(12));
-        assert_eq!(decrypt(&jwe, &key_set()), Err(JweError::InvalidTag));
+        assert_eq!(
+            decrypt(&jwe, &key_set(), &CountingRandom::default()),
+            Err(JweError::InvalidTag)
+        );
     }
 
     #[test]
@@ -348,14 +429,21 @@ mod tests {
         let jwe = with_header(&header());
         let parts: Vec<&str> = jwe.split('.').collect();
         assert_eq!(
-            decrypt(&parts[..4].join("."), &key_set()),
+            decrypt(
+                &parts[..4].join("."),
+                &key_set(),
+                &CountingRandom::default()
+            ),
             Err(JweError::Malformed)
         );
         assert_eq!(
-            decrypt(&format!("{jwe}.AA"), &key_set()),
+            decrypt(&format!("{jwe}.AA"), &key_set(), &CountingRandom::default()),
             Err(JweError::Malformed)
         );
-        assert_eq!(decrypt("", &key_set()), Err(JweError::Malformed));
+        assert_eq!(
+            decrypt("", &key_set(), &CountingRandom::default()),
+            Err(JweError::Malformed)
+        );
     }
 
     #[test]
@@ -366,7 +454,7 @@ mod tests {
             let mut bad = parts.clone();
             bad[index] = "not*base64url";
             assert_eq!(
-                decrypt(&bad.join("."), &key_set()),
+                decrypt(&bad.join("."), &key_set(), &CountingRandom::default()),
                 Err(JweError::Malformed),
                 "part {index}"
             );
@@ -376,7 +464,7 @@ mod tests {
             let encoded = b64url(header.as_bytes());
             bad[0] = &encoded;
             assert_eq!(
-                decrypt(&bad.join("."), &key_set()),
+                decrypt(&bad.join("."), &key_set(), &CountingRandom::default()),
                 Err(JweError::Malformed)
             );
         }
@@ -386,9 +474,15 @@ mod tests {
     fn oversize_input_is_refused_before_decoding() {
         let jwe = with_header(&header());
         let padded = format!("{jwe}{}", "A".repeat(MAX_COMPACT_LEN + 1 - jwe.len()));
-        assert_eq!(decrypt(&padded, &key_set()), Err(JweError::TooLarge));
+        assert_eq!(
+            decrypt(&padded, &key_set(), &CountingRandom::default()),
+            Err(JweError::TooLarge)
+        );
         let at_limit = "A".repeat(MAX_COMPACT_LEN);
-        assert_eq!(decrypt(&at_limit, &key_set()), Err(JweError::Malformed));
+        assert_eq!(
+            decrypt(&at_limit, &key_set(), &CountingRandom::default()),
+            Err(JweError::Malformed)
+        );
     }
 
     /// RFC 7516 Appendix A.1: RSAES-OAEP and AES GCM, with the RFC's own key and JWE. Its
@@ -424,7 +518,16 @@ mod tests {
             5eym8TW_c8SuK0ltJ3rpYIzOeDQz7TALvtu6UG9oMo4vpzs9tX_EFShS8iB7j6jiSdiwkIr3ajwQzaBtQD_A.\
             XFBoMYUZodetZdvTiFvSkQ";
         let p: Vec<&str> = jwe.split('.').collect();
-        let plaintext = open(&key, p[0], p[1], p[2], p[3], p[4]).unwrap();
+        let plaintext = open(
+            &key,
+            &CountingRandom::default(),
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+            p[4],
+        )
+        .unwrap();
         assert_eq!(
             plaintext,
             b"The true sign of intelligence is not knowledge but imagination."

@@ -1,0 +1,255 @@
+//! Flow tests of the shared crate: the endpoints one after another against an in-memory
+//! store, a fixed clock and a counting random source, natively and without a runtime.
+
+use std::cell::Cell;
+
+use serde_json::{Value, json};
+
+use crate::client_auth::JWT_BEARER;
+use crate::clock::{CountingRandom, FixedClock, UnixTime};
+use crate::config::var;
+use crate::endpoints::Deps;
+use crate::endpoints::bc_authorize::BcAuthorizeEndpoint;
+use crate::endpoints::consents::ConsentsEndpoint;
+use crate::endpoints::device::DeviceEndpoint;
+use crate::endpoints::token::TokenEndpoint;
+use crate::fixtures::{client_jws, variables};
+use crate::http::{Method, Request, Response};
+use crate::store::memory::MemoryStore;
+
+const ISSUER: &str = "https://auth.bank.example";
+
+struct Flow {
+    store: MemoryStore,
+    random: CountingRandom,
+    now: Cell<UnixTime>,
+    jti: Cell<u32>,
+    bc: BcAuthorizeEndpoint,
+    token: TokenEndpoint,
+    device: DeviceEndpoint,
+    consents: ConsentsEndpoint,
+}
+
+fn form_request(body: String) -> Request {
+    Request {
+        method: Method::Post,
+        path_info: String::new(),
+        query: None,
+        headers: vec![(
+            "content-type".into(),
+            "application/x-www-form-urlencoded".into(),
+        )],
+        body: body.into_bytes(),
+    }
+}
+
+fn json_of(response: &Response) -> Value {
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+impl Flow {
+    fn new() -> Self {
+        let mut vars = variables();
+        // Without mTLS: certificates are tested over HTTP.
+        vars.remove(var::CLIENT_CERT_HEADER);
+        Self {
+            store: MemoryStore::new(),
+            random: CountingRandom::default(),
+            now: Cell::new(1_800_000_000),
+            jti: Cell::new(0),
+            bc: BcAuthorizeEndpoint::load(&vars).unwrap(),
+            token: TokenEndpoint::load(&vars).unwrap(),
+            device: DeviceEndpoint::load(&vars).unwrap(),
+            consents: ConsentsEndpoint::load(&vars).unwrap(),
+        }
+    }
+
+    fn with_deps<T>(&self, f: impl FnOnce(&Deps<'_>) -> T) -> T {
+        let clock = FixedClock(self.now.get());
+        f(&Deps {
+            store: &self.store,
+            clock: &clock,
+            random: &self.random,
+        })
+    }
+
+    fn next_jti(&self) -> String {
+        self.jti.set(self.jti.get() + 1);
+        format!("jti-{}", self.jti.get())
+    }
+
+    fn client_auth(&self) -> String {
+        let now = self.now.get();
+        let assertion = client_jws(
+            "client-key-1",
+            json!({ "iss": "tpp-1", "sub": "tpp-1", "aud": format!("{ISSUER}/token"),
+                    "iat": now, "exp": now + 60, "jti": self.next_jti() }),
+        );
+        format!(
+            "client_assertion_type={}&client_assertion={assertion}",
+            JWT_BEARER.replace(':', "%3A")
+        )
+    }
+
+    fn token_call(&self, body: String) -> Response {
+        self.with_deps(|deps| self.token.handle(&form_request(body), deps))
+    }
+
+    fn lodge(&self) -> String {
+        let cc = self.token_call(format!(
+            "grant_type=client_credentials&scope=consents&{}",
+            self.client_auth()
+        ));
+        let token = json_of(&cc)["access_token"].as_str().unwrap().to_string();
+        let request = Request {
+            method: Method::Post,
+            path_info: String::new(),
+            query: None,
+            headers: vec![
+                ("authorization".into(), format!("Bearer {token}")),
+                ("content-type".into(), "application/json".into()),
+                (
+                    "x-fapi-interaction-id".into(),
+                    "7c9e6679-7425-40de-944b-e07fc1f90ae7".into(),
+                ),
+            ],
+            body: json!({ "data": {
+                "loggedUser": { "document": { "identification": "52998224725", "rel": "CPF" } },
+                "permissions": ["ACCOUNTS_READ", "RESOURCES_READ"],
+            }})
+            .to_string()
+            .into_bytes(),
+        };
+        let response = self.with_deps(|deps| self.consents.handle(&request, deps));
+        assert_eq!(response.status, 201);
+        json_of(&response)["data"]["consentId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn request_object(&self, consent_id: &str, changes: Value) -> String {
+        let now = self.now.get();
+        let mut claims = json!({
+            "iss": "tpp-1", "aud": ISSUER, "iat": now, "nbf": now, "exp": now + 300,
+            "jti": self.next_jti(), "scope": format!("openid consent:{consent_id}"),
+            "login_hint": consent_id,
+        });
+        for (k, v) in changes.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        client_jws("client-key-1", claims)
+    }
+
+    fn bc_authorize(&self, request_object: &str) -> Response {
+        let body = format!("request={request_object}&{}", self.client_auth());
+        self.with_deps(|deps| self.bc.handle(&form_request(body), deps))
+    }
+
+    fn poll(&self, id: &str) -> Response {
+        self.token_call(format!(
+            "grant_type=urn%3Aopenid%3Aparams%3Agrant-type%3Aciba&auth_req_id={id}&{}",
+            self.client_auth()
+        ))
+    }
+
+    fn device(&self, method: Method, path: &str, body: Value) -> Response {
+        let request = Request {
+            method,
+            path_info: path.to_string(),
+            query: None,
+            headers: vec![
+                ("authorization".into(), format!("Bearer {}", "d".repeat(43))),
+                ("content-type".into(), "application/json".into()),
+            ],
+            body: body.to_string().into_bytes(),
+        };
+        self.with_deps(|deps| self.device.handle(&request, deps))
+    }
+}
+
+#[test]
+fn tok_6_to_10_a_login_hint_grant_from_request_to_tokens_once() {
+    let f = Flow::new();
+    let consent_id = f.lodge();
+    let ack = f.bc_authorize(&f.request_object(&consent_id, json!({})));
+    assert_eq!(ack.status, 200, "{}", String::from_utf8_lossy(&ack.body));
+    let id = json_of(&ack)["auth_req_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        json_of(&f.poll(&id))["error"],
+        json!("authorization_pending")
+    );
+    f.now.set(f.now.get() + 1);
+    assert_eq!(json_of(&f.poll(&id))["error"], json!("slow_down"));
+    let approved = f.device(
+        Method::Post,
+        &format!("/requests/{id}/approve"),
+        json!({ "acr": "urn:brasil:openbanking:loa2" }),
+    );
+    assert_eq!(
+        approved.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&approved.body)
+    );
+    let tokens = f.poll(&id);
+    assert_eq!(
+        tokens.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&tokens.body)
+    );
+    let body = json_of(&tokens);
+    assert!(
+        body["id_token"]
+            .as_str()
+            .is_some_and(|t| t.split('.').count() == 3)
+    );
+    assert_eq!(json_of(&f.poll(&id))["error"], json!("invalid_grant"));
+}
+
+#[test]
+fn bca_refusals_leave_the_store_as_it_was() {
+    let f = Flow::new();
+    let consent_id = f.lodge();
+    let before = f.store.len();
+    for (changes, error) in [
+        (
+            json!({ "aud": "https://elsewhere.example" }),
+            "invalid_request",
+        ),
+        (json!({ "exp": f.now.get() + 601 }), "invalid_request"),
+        (json!({ "scope": "openid" }), "invalid_scope"),
+        (json!({ "login_hint": "nobody" }), "unknown_user_id"),
+        (json!({ "login_hint": null }), "invalid_request"),
+        (
+            json!({ "binding_message": "x".repeat(41) }),
+            "invalid_binding_message",
+        ),
+        (json!({ "user_code": "1" }), "invalid_request"),
+    ] {
+        let response = f.bc_authorize(&f.request_object(&consent_id, changes.clone()));
+        assert_eq!(json_of(&response)["error"], json!(error), "{changes}");
+        assert_eq!(f.store.len(), before, "{changes}: the store changed");
+    }
+}
+
+#[test]
+fn tok_9_expiry_is_read_from_the_clock() {
+    let f = Flow::new();
+    let consent_id = f.lodge();
+    let ack = f.bc_authorize(&f.request_object(&consent_id, json!({})));
+    let id = json_of(&ack)["auth_req_id"].as_str().unwrap().to_string();
+    f.now.set(f.now.get() + 300);
+    assert_eq!(json_of(&f.poll(&id))["error"], json!("expired_token"));
+    let late = f.device(
+        Method::Post,
+        &format!("/requests/{id}/approve"),
+        json!({ "acr": "urn:brasil:openbanking:loa2" }),
+    );
+    assert_eq!(late.status, 410);
+}
