@@ -1,29 +1,47 @@
-//! The Wasm side: one engine, one linker with WASI, `wasi:http` (WASIp3) and the Spin host
-//! interfaces the components import (`wasi:keyvalue` store and atomics, `wasi:config`), and a
-//! pool of instances per component that are reused across requests as Spin reuses WASIp3
-//! instances (one request at a time per instance, up to [`MAX_INSTANCE_REUSE`] requests).
+//! The Wasm side: one engine, one linker with WASI (0.2 and 0.3), `wasi:http` (WASIp3) and the
+//! Spin host interfaces the components import (`wasi:keyvalue` store and atomics, `wasi:config`),
+//! and per component the instance reuse of Spin's WASIp3 HTTP trigger, through the same
+//! `wasmtime_wasi_http::handler::ProxyHandler` that Spin uses: an instance takes new requests
+//! while fewer than [`MAX_INSTANCE_CONCURRENT_REUSE`] are in flight on it and it has taken fewer
+//! than [`MAX_INSTANCE_REUSE`] in all, so requests interleave inside one instance wherever the
+//! guest awaits (reading a body, a timer); otherwise a new instance is made. An instance that
+//! trapped is dropped with the requests in flight on it; an idle one is dropped after
+//! [`IDLE_INSTANCE_TIMEOUT`], and beyond [`MAX_IDLE`] idle ones per component.
 
 use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::component::{Component, GuestTaskId, HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreContextMut};
 pub use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::WasiHttpCtx;
+use wasmtime_wasi_http::handler::{
+    self as proxy, HandlerState, Proxy, ProxyHandler, ShouldAccept, ViewFn, WorkerExpiration,
+    WorkerState, WorkerStatus,
+};
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
-use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
 use wasmtime_wasi_http::p3::{WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::kv::SqliteKv;
 
-/// Spin's default `max_instance_reuse_count`.
-pub const MAX_INSTANCE_REUSE: u32 = 128;
-/// Idle instances kept per component.
-const MAX_IDLE: usize = 16;
+/// Spin's default `max_instance_reuse_count` for WASIp3: requests one instance takes in all.
+pub const MAX_INSTANCE_REUSE: usize = 128;
+/// Spin's default `max_instance_concurrent_reuse_count` for WASIp3: requests in flight on one
+/// instance at once.
+pub const MAX_INSTANCE_CONCURRENT_REUSE: usize = 16;
+/// Spin's default `idle_instance_timeout`.
+pub const IDLE_INSTANCE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Idle instances kept per component (after a burst, the others are dropped at once).
+pub const MAX_IDLE: usize = 16;
 /// The largest response body collected from a guest.
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -369,6 +387,7 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi::p3::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
         Imports::add_to_linker::<Ctx, HasSelf<Ctx>>(&mut linker, |ctx| ctx)?;
         Ok(Self {
@@ -419,41 +438,35 @@ impl Runtime {
                 )
             })?;
         Ok(Handler {
-            engine: self.engine.clone(),
-            pre,
-            env: Arc::new(env),
-            idle: Mutex::new(Vec::new()),
+            proxy: ProxyHandler::new(Instances {
+                engine: self.engine.clone(),
+                pre,
+                env: Arc::new(env),
+                idle: Arc::new(AtomicUsize::new(0)),
+            }),
         })
     }
 }
 
-struct Instance {
-    store: Store<Ctx>,
-    service: Service,
-    uses: u32,
-}
-
-/// Serves requests with one component, reusing its instances.
-pub struct Handler {
+/// What makes a component's instances, for the [`ProxyHandler`].
+struct Instances {
     engine: Engine,
     pre: ServicePre<Ctx>,
     env: Arc<ComponentEnv>,
-    idle: Mutex<Vec<Instance>>,
+    /// How many of its instances are idle.
+    idle: Arc<AtomicUsize>,
 }
 
-/// The response of a guest, fully read.
-pub type GuestResponse = http::Response<Full<Bytes>>;
+fn http_view(ctx: &mut Ctx) -> WasiHttpCtxView<'_> {
+    ctx.http()
+}
 
-impl Handler {
-    /// The component's id.
-    pub fn id(&self) -> &str {
-        &self.env.id
-    }
+impl HandlerState for Instances {
+    type StoreData = Ctx;
+    type WorkerExpiration = IdleExpiry;
+    type WorkerState = Reuse;
 
-    async fn instance(&self) -> anyhow::Result<Instance> {
-        if let Some(instance) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
-            return Ok(instance);
-        }
+    async fn instantiate(&self) -> wasmtime::Result<proxy::Instance<Ctx, IdleExpiry, Reuse>> {
         let mut wasi = WasiCtxBuilder::new();
         match &self.env.logs {
             Logs::Inherit => wasi.inherit_stdout().inherit_stderr(),
@@ -474,62 +487,150 @@ impl Handler {
             },
         );
         let service = self.pre.instantiate_async(&mut store).await?;
-        Ok(Instance {
+        Ok(proxy::Instance {
             store,
-            service,
-            uses: 0,
+            proxy: Proxy::P3(service),
+            view: ViewFn::P3(http_view),
+            expiration: IdleExpiry {
+                sleep: Box::pin(tokio::time::sleep(IDLE_INSTANCE_TIMEOUT)),
+                idle: self.idle.clone(),
+                counted: false,
+            },
+            state: Reuse {
+                id: self.env.id.clone(),
+            },
         })
     }
+}
 
-    /// Runs one request through the component and reads the whole response.
+/// Spin's reuse policy for one instance.
+struct Reuse {
+    id: String,
+}
+
+impl WorkerState for Reuse {
+    type StoreData = Ctx;
+    type RequestId = ();
+
+    fn should_accept_request(&self, concurrent_count: usize, total_count: usize) -> ShouldAccept {
+        if total_count >= MAX_INSTANCE_REUSE {
+            ShouldAccept::Never
+        } else if concurrent_count >= MAX_INSTANCE_CONCURRENT_REUSE {
+            ShouldAccept::No
+        } else {
+            ShouldAccept::Yes
+        }
+    }
+
+    fn on_request_start(
+        &self,
+        _store: StoreContextMut<'_, Ctx>,
+        _id: (),
+        _task: GuestTaskId,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync + 'static>> {
+        // Spin sets no request timeout by default.
+        Box::pin(std::future::pending())
+    }
+
+    fn drop(&self, store: Store<Ctx>, result: wasmtime::Result<()>) {
+        // A trap. ("worker panicked" is also what a worker cancelled at shutdown reports, and
+        // a real panic has printed its own message.)
+        if let Err(e) = result
+            && e.to_string() != "worker panicked"
+        {
+            eprintln!("component {}: instance dropped: {e:?}", self.id);
+        }
+        drop(store);
+    }
+}
+
+/// Ends an instance that has been idle for [`IDLE_INSTANCE_TIMEOUT`], or at once when
+/// [`MAX_IDLE`] others of its component are idle already.
+struct IdleExpiry {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    idle: Arc<AtomicUsize>,
+    /// Whether this instance is counted in `idle`.
+    counted: bool,
+}
+
+impl IdleExpiry {
+    fn uncount(&mut self) {
+        if self.counted {
+            self.counted = false;
+            self.idle.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for IdleExpiry {
+    fn drop(&mut self) {
+        self.uncount();
+    }
+}
+
+impl WorkerExpiration for IdleExpiry {
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        status: WorkerStatus,
+        start: Instant,
+    ) -> Poll<()> {
+        let this = self.get_mut();
+        if status != WorkerStatus::Idle {
+            this.uncount();
+            return Poll::Pending;
+        }
+        if !this.counted {
+            if this.idle.fetch_add(1, Ordering::SeqCst) >= MAX_IDLE {
+                this.idle.fetch_sub(1, Ordering::SeqCst);
+                return Poll::Ready(());
+            }
+            this.counted = true;
+        }
+        let deadline = tokio::time::Instant::from_std(start + IDLE_INSTANCE_TIMEOUT);
+        if this.sleep.deadline() != deadline {
+            this.sleep.as_mut().reset(deadline);
+        }
+        this.sleep.as_mut().poll(cx)
+    }
+}
+
+/// Serves requests with one component, reusing its instances as Spin does.
+pub struct Handler {
+    proxy: ProxyHandler<Instances>,
+}
+
+/// The response of a guest, fully read.
+pub type GuestResponse = http::Response<Full<Bytes>>;
+
+impl Handler {
+    /// The component's id.
+    pub fn id(&self) -> &str {
+        &self.proxy.state().env.id
+    }
+
+    /// Runs one request through the component, on an instance that may be serving others at
+    /// the same time, and reads the whole response.
     pub async fn handle<B>(&self, request: http::Request<B>) -> anyhow::Result<GuestResponse>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::p3::bindings::http::types::ErrorCode>,
     {
-        let mut instance = self.instance().await?;
-        let (request, request_io) = wasmtime_wasi_http::p3::Request::from_http(request);
-        let service = &instance.service;
-        let result = instance
-            .store
-            .run_concurrent(async |accessor| {
-                let response = async {
-                    let response = service
-                        .handle(accessor, request)
-                        .await?
-                        .map_err(|e| anyhow::anyhow!("the component failed: {e:?}"))?;
-                    let response =
-                        accessor.with(|access| response.into_http(access, async { Ok(()) }))?;
-                    let (parts, body) = response.into_parts();
-                    let body = http_body_util::Limited::new(body, MAX_RESPONSE_BYTES)
-                        .collect()
-                        .await
-                        .map_err(|e| anyhow::anyhow!("cannot read the component's response: {e}"))?
-                        .to_bytes();
-                    anyhow::Ok(http::Response::from_parts(parts, Full::new(body)))
-                };
-                let (response, ()) = tokio::try_join!(response, async {
-                    request_io
-                        .await
-                        .map_err(|e| anyhow::anyhow!("request body: {e:?}"))
-                })?;
-                anyhow::Ok(response)
-            })
-            .await;
-        match result {
-            Ok(Ok(response)) => {
-                instance.uses += 1;
-                if instance.uses < MAX_INSTANCE_REUSE
-                    && let Ok(mut idle) = self.idle.lock()
-                    && idle.len() < MAX_IDLE
-                {
-                    idle.push(instance);
-                }
-                Ok(response)
-            }
-            // A trap or a failed request: the instance is dropped, never reused.
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(e.into()),
-        }
+        let request = request.map(|body| {
+            body.map_err(|e| proxy::ErrorCode::P3(e.into()))
+                .boxed_unsync()
+        });
+        let response = self
+            .proxy
+            .handle((), request)
+            .await
+            .map_err(|e| anyhow::anyhow!("the component failed: {e:?}"))?;
+        let (parts, body) = response.into_parts();
+        let body = http_body_util::Limited::new(body, MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read the component's response: {e}"))?
+            .to_bytes();
+        Ok(http::Response::from_parts(parts, Full::new(body)))
     }
 }

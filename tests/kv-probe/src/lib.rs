@@ -6,6 +6,13 @@
 //! - `POST /kv/<key>/cas` `{"expected": "…"|null, "new": "…"}`: the glue's compare-and-swap
 //! - `POST /kv/<key>/race`: reads with a CAS handle, lets an intruder write, then swaps
 //! - `POST /kv/<key>/increment`: adds 1 to a counter
+//! - `POST /kv/<key>/hold`: a barrier, to see requests interleave inside one instance: adds 1
+//!   to `<key>-arrived`, then waits (sleeping, so the instance can take other requests) until
+//!   `<key>-release` exists, and answers this instance's id and the most hold requests it has
+//!   had in flight at once
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ciba::store::{KeyValue, Swap};
 use ciba_spin::SpinStore;
@@ -18,6 +25,36 @@ fn json(status: u16, value: serde_json::Value) -> (StatusCode, String) {
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         value.to_string(),
     )
+}
+
+/// Hold requests in flight in this instance now, and at most so far.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+/// This instance's id: a counter in the store, so that ids are unique across instances.
+static INSTANCE: OnceLock<i64> = OnceLock::new();
+
+async fn hold(store: &SpinStore, key: &str) -> Result<serde_json::Value, ciba::store::StoreError> {
+    let instance = *INSTANCE.get_or_init(|| store.increment("probe-instances", 1).unwrap_or(-1));
+    let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+    PEAK.fetch_max(now, Ordering::SeqCst);
+    let waited = async {
+        store.increment(&format!("{key}-arrived"), 1)?;
+        // At most 20 s, so that a failing test ends.
+        for _ in 0..4000 {
+            if store.get(&format!("{key}-release"))?.is_some() {
+                return Ok(true);
+            }
+            spin_sdk::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        Ok(false)
+    }
+    .await;
+    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    Ok(serde_json::json!({
+        "instance": instance,
+        "peak": PEAK.load(Ordering::SeqCst),
+        "released": waited?,
+    }))
 }
 
 #[http_service]
@@ -74,6 +111,7 @@ async fn handle(request: Request) -> impl IntoResponse {
                 Err(_) => Ok(serde_json::json!({ "outcome": "store-error" })),
             }
         }
+        (ciba::http::Method::Post, "hold") => hold(&store, key).await,
         (ciba::http::Method::Post, "increment") => store
             .increment(key, 1)
             .map(|v| serde_json::json!({ "value": v })),
