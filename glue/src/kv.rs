@@ -55,10 +55,12 @@ impl KeyValue for SpinStore {
             return Ok(Swap::Conflict);
         }
         let answer = atomics::swap(cas, new);
-        // Whatever the store said, the value now there decides: a failed swap may have been
+        // A swap over a value that was there is a conditional write on every store: its
+        // success is true. Otherwise the value now there decides: a failed swap may have been
         // written (Spin 4.1 Redis), and an insert into an absent key is an unconditional
         // upsert (Spin SQLite) that a concurrent writer may have overwritten.
         match answer {
+            Ok(()) if expected.is_some() => Ok(Swap::Swapped),
             Ok(()) | Err(atomics::CasError::CasFailed(_)) => {
                 let now = self.bucket.get(key).map_err(fault)?;
                 Ok(if now.as_deref() == Some(new) {

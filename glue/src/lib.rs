@@ -136,10 +136,10 @@ pub async fn read_request(
     }
     .await
     .map_err(|e| match e {
-        // One refusal for both, as before; `BodyError` keeps them apart.
-        BodyError::TooLarge | BodyError::Unreadable => {
-            ProtocolError::InvalidRequest("the request body is too large or unreadable")
+        BodyError::TooLarge => {
+            ProtocolError::PayloadTooLarge("the request body is larger than 64 KiB")
         }
+        BodyError::Unreadable => ProtocolError::InvalidRequest("the request body is unreadable"),
     })?;
     Ok(ciba::http::Request {
         method: Method::parse(parts.method.as_str()),
@@ -179,11 +179,23 @@ pub async fn serve(
     request: spin_sdk::http::Request,
     handle: impl FnOnce(&ciba::http::Request) -> Result<ciba::http::Response, ProtocolError>,
 ) -> http::Response<Full<Bytes>> {
+    // Taken from the head before the body is read, so that a request refused for its body
+    // (too large, unreadable) still gets its interaction id back.
+    let sent_interaction_id: Vec<String> = request
+        .headers()
+        .get_all(ciba::fapi::HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
     let answer = match read_request(request).await {
         Ok(request) => handle(&request),
         Err(e) => Err(e),
     };
-    let response = answer.unwrap_or_else(|e| e.to_response(endpoint));
+    let response = ciba::endpoints::with_interaction_id(
+        answer.unwrap_or_else(|e| e.to_response(endpoint)),
+        sent_interaction_id.iter().map(String::as_str),
+        &OsRandom,
+    );
     log_refusal(endpoint, &response);
     write_response(response)
 }

@@ -3,8 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod bc_authorize;
+mod ciba_grant;
 mod configuration;
 mod consents;
+mod device;
 mod discovery;
 mod host;
 mod jwks;
