@@ -367,8 +367,9 @@ struct Polls {
 
 /// TOK-7/12: measures the time since the previous poll, not since issuance, so the first poll
 /// is always allowed; a poll sooner than the current interval raises it by 5 s (CIBA 7.3).
-/// Concurrent polls are serialised by a compare-and-swap: of two at the same moment, the
-/// second sees the first and slows down.
+/// One compare-and-swap, never retried: a poll that loses it overlapped another one, and
+/// slows down without waiting (TOK-7), so concurrent polls cost one write each and never
+/// pile up into a store error.
 pub fn pace(
     store: &dyn crate::store::KeyValue,
     reference: &str,
@@ -377,45 +378,46 @@ pub fn pace(
     now: UnixTime,
     random: &dyn Random,
 ) -> Result<Pace, crate::store::StoreError> {
-    use crate::store::{keys, record};
-    let mut pace = Pace::Allowed;
-    let updated = record::update::<Polls, std::convert::Infallible>(
-        store,
-        &keys::auth_request_polls(reference),
-        now,
-        random,
-        |current| {
-            let next = match current.map(|c| &c.data) {
-                Some(p) if now < p.last + i64::from(p.interval) => {
-                    let interval = p.interval.saturating_add(5);
-                    pace = Pace::SlowDown(interval);
-                    Polls {
-                        last: now,
-                        interval,
-                    }
-                }
-                Some(p) => {
-                    pace = Pace::Allowed;
-                    Polls {
-                        last: now,
-                        interval: p.interval,
-                    }
-                }
-                None => {
-                    pace = Pace::Allowed;
-                    Polls {
-                        last: now,
-                        interval: base_interval,
-                    }
-                }
-            };
-            Ok((next, keep_until))
-        },
-    )?;
-    match updated {
-        Ok(_) => Ok(pace),
-        Err(never) => match never {},
-    }
+    use crate::store::{Swap, keys, record};
+    let key = keys::auth_request_polls(reference);
+    let current = record::get::<Polls>(store, &key, now)?;
+    let (next, pace) = match current.as_ref().map(|c| &c.data) {
+        Some(p) if now < p.last + i64::from(p.interval) => {
+            let interval = p.interval.saturating_add(5);
+            (
+                Polls {
+                    last: now,
+                    interval,
+                },
+                Pace::SlowDown(interval),
+            )
+        }
+        Some(p) => (
+            Polls {
+                last: now,
+                interval: p.interval,
+            },
+            Pace::Allowed,
+        ),
+        None => (
+            Polls {
+                last: now,
+                interval: base_interval,
+            },
+            Pace::Allowed,
+        ),
+    };
+    let swapped = match &current {
+        Some(stored) => record::replace(store, &key, stored, &next, keep_until, random)?,
+        None => record::insert(store, &key, &next, keep_until, random)?,
+    };
+    Ok(match (swapped, pace) {
+        (Swap::Swapped, pace) => pace,
+        (Swap::Conflict, Pace::SlowDown(i)) => Pace::SlowDown(i),
+        (Swap::Conflict, Pace::Allowed) => {
+            Pace::SlowDown(current.map_or(base_interval, |c| c.data.interval))
+        }
+    })
 }
 
 /// How many of a holder's latest requests the device API looks through (AD-2). More pending

@@ -563,3 +563,47 @@ fn bca_16_a_business_consent_needs_a_holder_who_acts_for_the_company() {
     let (_, idt) = verify_id_token(tokens["id_token"].as_str().unwrap());
     assert_eq!(idt["cnpj"], json!([e2e::ciba::HOLDER_2_CNPJ]), "TKN-9");
 }
+
+#[test]
+fn tok_7_concurrent_polls_of_a_pending_request_slow_down_and_never_fail() {
+    let c = ciba();
+    let consent_id = c.lodge("tpp-1", HOLDER_1_CPF, None);
+    let id = c.start_with_login_hint("tpp-1", &consent_id);
+    let bodies: Vec<String> = (0..20)
+        .map(|_| {
+            format!(
+                "grant_type=urn%3Aopenid%3Aparams%3Agrant-type%3Aciba&auth_req_id={id}&{}",
+                c.client_auth("tpp-1")
+            )
+        })
+        .collect();
+    let barrier = std::sync::Barrier::new(20);
+    let errors: Vec<(u16, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = bodies
+            .iter()
+            .map(|body| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let r = c.post("tpp-1", "/token", body);
+                    (
+                        r.status,
+                        r.json()["error"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let pending = errors
+        .iter()
+        .filter(|(_, e)| e == "authorization_pending")
+        .count();
+    assert!(pending >= 1, "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .all(|(s, e)| *s == 400 && (e == "authorization_pending" || e == "slow_down")),
+        "{errors:?}"
+    );
+}

@@ -89,6 +89,18 @@ pub fn replace<T: Serialize>(
     store.compare_and_swap(key, Some(&old.raw), &encode(data, exp, random)?)
 }
 
+/// Writes a record under `key` only if nothing is there (as weak as the store's atomics
+/// for an absent key: Spin's SQLite store upserts; see [`super::KeyValue::compare_and_swap`]).
+pub fn insert<T: Serialize>(
+    store: &dyn KeyValue,
+    key: &str,
+    data: &T,
+    exp: UnixTime,
+    random: &dyn Random,
+) -> Result<Swap, StoreError> {
+    store.compare_and_swap(key, None, &encode(data, exp, random)?)
+}
+
 /// Reads the record under `key`, lets `change` compute its next value, and swaps it in;
 /// a concurrent writer makes it read again, up to a few times (design.md, State). `change`
 /// returning `Err` stops without writing.
