@@ -102,15 +102,8 @@ impl DevFolder {
 
     /// A fresh client assertion of the demo client for `aud`, for trying the server by hand.
     pub fn demo_client_assertion(&self, aud: &str) -> anyhow::Result<String> {
-        let path = self.dir.join("demo_client_private_key.json");
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("cannot read {}: run `ciba-host dev` first", path.display())
-        })?;
-        let set: serde_json::Value = serde_json::from_str(&text)?;
-        let jwk = &set["keys"][0];
-        let key = devkeys::private_key_from_jwk(jwk)?;
-        let kid = jwk["kid"].as_str().unwrap_or_default();
-        devkeys::client_assertion(&key, kid, DEMO_CLIENT_ID, aud)
+        let (key, kid) = self.demo_client_key()?;
+        devkeys::client_assertion(&key, &kid, DEMO_CLIENT_ID, aud)
     }
 
     fn demo_client_key(&self) -> anyhow::Result<(devkeys::rsa::RsaPrivateKey, String)> {

@@ -413,14 +413,10 @@ fn ad_5_an_essential_cpf_of_someone_else_denies() {
     assert_oauth_error(&c.poll("tpp-1", &id), 400, "access_denied");
 }
 
-#[test]
-fn tok_10_twenty_concurrent_polls_issue_once() {
-    let c = ciba();
-    let consent_id = c.lodge("tpp-1", HOLDER_1_CPF, None);
-    let id = c.start_with_login_hint("tpp-1", &consent_id);
-    assert_eq!(c.approve(&id, LOA2).status, 200);
-    // Each poll carries its own assertion, made before they all start.
-    let bodies: Vec<String> = (0..20)
+/// `n` polls of `id` by tpp-1 at the same moment: status and `error` of each. Each carries
+/// its own assertion, made before they all start.
+fn concurrent_polls(c: &Ciba, id: &str, n: usize) -> Vec<(u16, String)> {
+    let bodies: Vec<String> = (0..n)
         .map(|_| {
             format!(
                 "grant_type=urn%3Aopenid%3Aparams%3Agrant-type%3Aciba&auth_req_id={id}&{}",
@@ -428,8 +424,8 @@ fn tok_10_twenty_concurrent_polls_issue_once() {
             )
         })
         .collect();
-    let barrier = std::sync::Barrier::new(20);
-    let statuses: Vec<(u16, String)> = std::thread::scope(|s| {
+    let barrier = std::sync::Barrier::new(n);
+    std::thread::scope(|s| {
         let handles: Vec<_> = bodies
             .iter()
             .map(|body| {
@@ -445,7 +441,16 @@ fn tok_10_twenty_concurrent_polls_issue_once() {
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    })
+}
+
+#[test]
+fn tok_10_twenty_concurrent_polls_issue_once() {
+    let c = ciba();
+    let consent_id = c.lodge("tpp-1", HOLDER_1_CPF, None);
+    let id = c.start_with_login_hint("tpp-1", &consent_id);
+    assert_eq!(c.approve(&id, LOA2).status, 200);
+    let statuses = concurrent_polls(c, &id, 20);
     let ok = statuses.iter().filter(|(s, _)| *s == 200).count();
     assert_eq!(ok, 1, "{statuses:?}");
     assert!(
@@ -569,32 +574,7 @@ fn tok_7_concurrent_polls_of_a_pending_request_slow_down_and_never_fail() {
     let c = ciba();
     let consent_id = c.lodge("tpp-1", HOLDER_1_CPF, None);
     let id = c.start_with_login_hint("tpp-1", &consent_id);
-    let bodies: Vec<String> = (0..20)
-        .map(|_| {
-            format!(
-                "grant_type=urn%3Aopenid%3Aparams%3Agrant-type%3Aciba&auth_req_id={id}&{}",
-                c.client_auth("tpp-1")
-            )
-        })
-        .collect();
-    let barrier = std::sync::Barrier::new(20);
-    let errors: Vec<(u16, String)> = std::thread::scope(|s| {
-        let handles: Vec<_> = bodies
-            .iter()
-            .map(|body| {
-                let barrier = &barrier;
-                s.spawn(move || {
-                    barrier.wait();
-                    let r = c.post("tpp-1", "/token", body);
-                    (
-                        r.status,
-                        r.json()["error"].as_str().unwrap_or("").to_string(),
-                    )
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let errors = concurrent_polls(c, &id, 20);
     let pending = errors
         .iter()
         .filter(|(_, e)| e == "authorization_pending")

@@ -225,6 +225,16 @@ fn cons_1_a_business_consent_names_a_valid_cnpj() {
         created.json()["data"].get("expirationDateTime").is_none(),
         "no end date"
     );
+    // AMB-24: the 2026 alphanumeric form, check digits verified.
+    for (cnpj, status) in [
+        ("12ABC34501DE35", 201),
+        ("12ABC34501DE36", 400),
+        ("12abc34501de35", 400),
+    ] {
+        body["data"]["businessEntity"] =
+            json!({ "document": { "identification": cnpj, "rel": "CNPJ" } });
+        assert_eq!(f.lodge(&token, &body).status, status, "{cnpj}");
+    }
 }
 
 #[test]

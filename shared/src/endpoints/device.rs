@@ -121,6 +121,15 @@ impl DeviceEndpoint {
         }
     }
 
+    /// The holder named by a body's `subject`.
+    fn holder(&self, subject: Option<&str>) -> Result<&User, ProtocolError> {
+        let sub = subject.ok_or(bad("subject is required"))?;
+        self.config
+            .users
+            .by_sub(sub)
+            .ok_or(bad("subject is not a known account holder"))
+    }
+
     /// A request by its `auth_req_id` or its reference.
     fn find(
         &self,
@@ -275,11 +284,7 @@ impl DeviceEndpoint {
             (None, Some(given)) => given.to_string(),
             (None, None) => return Err(bad("subject is required")),
         };
-        let user = self
-            .config
-            .users
-            .by_sub(&sub)
-            .ok_or(bad("subject is not a known account holder"))?;
+        let user = self.holder(Some(&sub))?;
         let consent = self.consent(&auth_request.consent_id, deps, now)?;
         if let Err(reason) = approval_checks(auth_request, user, &consent, acr, now) {
             let denied = auth_request.deny(reason, now).map_err(wrong_state)?;
@@ -393,12 +398,7 @@ impl DeviceEndpoint {
         now: UnixTime,
     ) -> Result<Response, ProtocolError> {
         let body = json_object(request)?;
-        let sub = string_member(&body, "subject")?.ok_or(bad("subject is required"))?;
-        let user = self
-            .config
-            .users
-            .by_sub(sub)
-            .ok_or(bad("subject is not a known account holder"))?;
+        let user = self.holder(string_member(&body, "subject")?)?;
         let id = issue_ad_hint(user, deps.store, deps.random, now).map_err(store_error)?;
         let login_hint_token = json!({ "format": LHT_AD_GENERATED, "id": id }).to_string();
         Ok(Response::json(
@@ -418,12 +418,7 @@ impl DeviceEndpoint {
         let body = json_object(request)?;
         let token =
             string_member(&body, "login_hint_token")?.ok_or(bad("login_hint_token is required"))?;
-        let sub = string_member(&body, "subject")?.ok_or(bad("subject is required"))?;
-        let user = self
-            .config
-            .users
-            .by_sub(sub)
-            .ok_or(bad("subject is not a known account holder"))?;
+        let user = self.holder(string_member(&body, "subject")?)?;
         let qr = self.verify_qr(token, deps, now)?;
         let id = AuthReqId::parse(&qr.auth_request_id).ok_or(ProtocolError::InvalidGrant(
             "no such request awaits a claim",
