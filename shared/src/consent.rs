@@ -173,6 +173,23 @@ impl Consent {
     }
 }
 
+/// The consent `consent_id` if it is `AUTHORISED` at `now` (CONS-2, TOK-11/16, UI-4): what
+/// every token of a CIBA grant is checked against each time it is used, so that revoking or
+/// rejecting the consent (or its `expirationDateTime` passing) stops its tokens on every
+/// instance at once, with no list of tokens to walk. `Ok(None)` when it is not.
+pub fn authorised(
+    store: &dyn crate::store::KeyValue,
+    consent_id: &str,
+    now: UnixTime,
+) -> Result<Option<Consent>, crate::store::StoreError> {
+    use crate::store::{keys, record};
+    Ok(
+        record::get::<Consent>(store, &keys::consent(consent_id), now)?
+            .map(|c| c.data.at(now))
+            .filter(|c| c.status == Status::Authorised),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use crate::client_auth::{self, AuthenticatedClient, ClientAuthSettings, authenti
 use crate::clients::{Clients, GrantType};
 use crate::clock::UnixTime;
 use crate::config::{ClientCertHeader, ConfigError, Issuer, Lifetimes, Variables, required, var};
-use crate::consent::{Consent, Status as ConsentStatus};
+use crate::consent;
 use crate::error::{Endpoint, ProtocolError};
 use crate::form::Form;
 use crate::http::{Method, Request, Response};
@@ -162,10 +162,8 @@ impl TokenEndpoint {
             return Err(consumed);
         };
         // TOK-11: the consent must still be authorised.
-        let consent = record::get::<Consent>(deps.store, &keys::consent(&request.consent_id), now)
+        let consent = consent::authorised(deps.store, &request.consent_id, now)
             .map_err(store_error)?
-            .map(|c| c.data.at(now))
-            .filter(|c| c.status == ConsentStatus::Authorised)
             .ok_or(ProtocolError::InvalidGrant(
                 "the consent is no longer authorised",
             ))?;
