@@ -6,6 +6,7 @@
 //! - `ciba-host dev [--listen ...]`: generates development material into `.dev/` on first run,
 //!   builds, and serves with it on `http://127.0.0.1:3000`.
 //! - `ciba-host assertion`: prints a fresh `private_key_jwt` assertion of the demo client.
+//! - `ciba-host keygen --kid KID [--use sig|enc]`: prints a new private JWK (key rotation).
 //! - `ciba-host request --consent ID [...]`: prints a signed backchannel request object of
 //!   the demo client; `ciba-host qr --auth-req-id ID`: prints the QR code's
 //!   login_hint_token for an as-generated request (both for trying the flow by hand).
@@ -69,6 +70,8 @@ fn parse_args() -> anyhow::Result<Args> {
                     .insert("login_hint_token", value("--login-hint-token")?)
             }
             "--auth-req-id" => _ = out.demo.insert("auth_req_id", value("--auth-req-id")?),
+            "--kid" => _ = out.demo.insert("kid", value("--kid")?),
+            "--use" => _ = out.demo.insert("use", value("--use")?),
             other => bail!("unknown argument {other}; see `ciba-host help`"),
         }
     }
@@ -84,6 +87,9 @@ const HELP: &str = "ciba-host: runs this Spin bundle without Spin
   ciba-host request --consent ID [--binding-message TEXT] [--id-token-hint JWT | --login-hint-token VALUE] [--listen ADDR]
                                        print a signed backchannel request object of the demo client
                                        (login_hint = the consent id unless a hint is given)
+  ciba-host keygen --kid KID [--use sig|enc]
+                                       print a new RSA-2048 private JWK: a signing key (PS256) with a
+                                       self-signed x5c certificate, or an encryption key (RSA-OAEP)
   ciba-host qr --auth-req-id ID [--listen ADDR]
                                        print the login_hint_token of an as-generated request's QR code";
 
@@ -106,6 +112,16 @@ async fn run() -> anyhow::Result<()> {
                 "{}",
                 folder.demo_client_assertion(&format!("http://{}/token", args.listen))?
             );
+            return Ok(());
+        }
+        "keygen" => {
+            let kid = args.demo.get("kid").context("keygen needs --kid <kid>")?;
+            let jwk = match args.demo.get("use").map(String::as_str) {
+                None | Some("sig") => devkeys::signing_jwk(kid)?,
+                Some("enc") => devkeys::encryption_jwk(kid)?,
+                Some(_) => bail!("--use is sig or enc"),
+            };
+            println!("{jwk}");
             return Ok(());
         }
         "request" => {

@@ -10,7 +10,7 @@ use crate::clock::{Random, UnixTime};
 use crate::config::Issuer;
 use crate::consent::Consent;
 use crate::error::ProtocolError;
-use crate::id_token::verify_hint;
+use crate::id_token::{is_cancelled, verify_hint};
 use crate::jose::keys::KeySet;
 use crate::request_object::Hint;
 use crate::store::{KeyValue, StoreError, first_use, keys, record};
@@ -99,6 +99,14 @@ pub fn resolve<'u>(
         }
         Hint::IdTokenHint(compact) => {
             let verified = verify_hint(compact, ctx.signing_keys, ctx.issuer, client_id, now)?;
+            // HINT-10: cancelled by the holder institution.
+            if is_cancelled(&verified, ctx.store, now)
+                .map_err(|_| ProtocolError::ServerError("the store is unavailable"))?
+            {
+                return Err(ProtocolError::InvalidIdTokenHint(
+                    "the id_token_hint was cancelled",
+                ));
+            }
             let user = ctx.users.by_sub(&verified.sub).ok_or_else(unknown)?;
             Ok(resolved(HintKind::IdTokenHint, user))
         }

@@ -5,13 +5,17 @@ use jwt_compact::alg::Rsa;
 use jwt_compact::{AlgorithmExt, Claims, Header};
 use serde_json::{Map, Value, json};
 
+use serde::{Deserialize, Serialize};
+
 use crate::auth_req::{AuthRequest, ClaimRequests, Decision};
+use crate::clock::Random;
 use crate::clock::{SKEW, UnixTime};
 use crate::config::Issuer;
 use crate::error::ProtocolError;
 use crate::jose::jws::{JwsError, verify_ps256};
 use crate::jose::keys::KeySet;
 use crate::jose::{b64url, b64url_decode};
+use crate::store::{KeyValue, StoreError, keys, record};
 use crate::users::User;
 
 /// `at_hash` (OIDC 3.1.3.6, FAPI1-A 8.3.4): the left half of SHA-256 of the access token.
@@ -90,6 +94,88 @@ pub fn sign(content: &IdTokenContent<'_>, keys: &KeySet) -> Result<String, Proto
     Rsa::ps256()
         .token(&header, &Claims::new(claims), key.private_key())
         .map_err(|_| ProtocolError::ServerError("the id_token cannot be signed"))
+}
+
+/// The longest an id_token of this server can live (the top of `id_token_ttl`'s range):
+/// how long a cancellation must be remembered.
+pub const LONGEST_LIFETIME: i64 = 157_680_000;
+
+/// A cancelled id_token, by `jti` (HINT-10).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cancelled {
+    /// When the holder institution cancelled it.
+    pub at: UnixTime,
+}
+
+/// A holder's "not before" (HINT-10): their id_tokens issued before it are cancelled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotBefore {
+    /// The time.
+    pub not_before: UnixTime,
+}
+
+/// BR-CIBA 5.2.2-20: cancels the id_token `jti`.
+pub fn cancel_jti(
+    store: &dyn KeyValue,
+    jti: &str,
+    now: UnixTime,
+    random: &dyn Random,
+) -> Result<(), StoreError> {
+    record::put(
+        store,
+        &keys::id_token_cancelled(jti),
+        &Cancelled { at: now },
+        now + LONGEST_LIFETIME + SKEW,
+        random,
+    )
+}
+
+/// BR-CIBA 5.2.2-20: cancels every id_token of `sub` issued before `not_before`. A later
+/// call can only move the time forward: a cancellation is never undone.
+pub fn cancel_before(
+    store: &dyn KeyValue,
+    sub: &str,
+    not_before: UnixTime,
+    now: UnixTime,
+    random: &dyn Random,
+) -> Result<UnixTime, StoreError> {
+    let updated = record::update::<NotBefore, std::convert::Infallible>(
+        store,
+        &keys::id_token_not_before(sub),
+        now,
+        random,
+        |current| {
+            let not_before = current.map_or(not_before, |c| c.data.not_before.max(not_before));
+            Ok((
+                NotBefore { not_before },
+                not_before.max(now) + LONGEST_LIFETIME + SKEW,
+            ))
+        },
+    )?;
+    match updated {
+        Ok(n) => Ok(n.not_before),
+        Err(never) => match never {},
+    }
+}
+
+/// HINT-10: whether the holder institution cancelled this id_token, by its `jti` or by a
+/// "not before" of its holder later than its `iat`.
+pub fn is_cancelled(
+    hint: &VerifiedIdTokenHint,
+    store: &dyn KeyValue,
+    now: UnixTime,
+) -> Result<bool, StoreError> {
+    if let Some(jti) = &hint.jti
+        && record::get::<Cancelled>(store, &keys::id_token_cancelled(jti), now)?.is_some()
+    {
+        return Ok(true);
+    }
+    Ok(
+        match record::get::<NotBefore>(store, &keys::id_token_not_before(&hint.sub), now)? {
+            Some(nb) => hint.iat.is_none_or(|iat| iat < nb.data.not_before),
+            None => false,
+        },
+    )
 }
 
 fn invalid(why: &'static str) -> ProtocolError {

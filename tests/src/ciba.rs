@@ -37,6 +37,8 @@ pub struct Ciba {
     pub cert: String,
     /// `tpp-2`'s certificate.
     pub other_cert: String,
+    /// The issuer: the server's own URL unless the test set `issuer` (audiences use it).
+    pub issuer: String,
 }
 
 /// The variables of [`Ciba`].
@@ -72,7 +74,14 @@ impl Ciba {
 
     /// The fixture around a server started with [`ciba_variables`].
     pub fn with(server: Server) -> Self {
+        let issuer = server.base.clone();
+        Self::with_issuer(server, &issuer)
+    }
+
+    /// The fixture around a server started with `issuer` set to `issuer`.
+    pub fn with_issuer(server: Server, issuer: &str) -> Self {
         Self {
+            issuer: issuer.to_string(),
             server,
             cert: certificate_header("CN=tpp-1,O=TPP One,C=BR"),
             other_cert: certificate_header("CN=tpp-2,O=TPP Two,C=BR"),
@@ -109,11 +118,7 @@ impl Ciba {
             "PS256",
             key,
             kid,
-            claims_at(
-                client_id,
-                &format!("{}/token", self.server.base),
-                self.now(),
-            ),
+            claims_at(client_id, &format!("{}/token", self.issuer), self.now()),
         );
         assertion::form(&a)
     }
@@ -212,7 +217,7 @@ impl Ciba {
         let now = self.now();
         json!({
             "iss": client_id,
-            "aud": self.server.base,
+            "aud": self.issuer,
             "iat": now,
             "nbf": now,
             "exp": now + 300,
@@ -319,7 +324,7 @@ impl Ciba {
         let now = self.now();
         json!({
             "iss": client_id,
-            "aud": self.server.base,
+            "aud": self.issuer,
             "jti": uuid::Uuid::new_v4().to_string(),
             "iat": now,
             "exp": now + 120,

@@ -93,10 +93,11 @@ impl DeviceEndpoint {
             (Method::Post, ["requests", id, "deny"]) => self.deny(id, deps, now),
             (Method::Post, ["hints"]) => self.hint(request, deps, now),
             (Method::Post, ["claims"]) => self.claim(request, deps, now),
+            (Method::Post, ["id-tokens", "revoke"]) => self.cancel_id_tokens(request, deps, now),
             (_, ["requests"] | ["requests", _] | ["requests", _, "approve" | "deny"])
-            | (_, ["hints"] | ["claims"]) => Err(ProtocolError::MethodNotAllowed(
-                "this device API call takes another method",
-            )),
+            | (_, ["hints"] | ["claims"] | ["id-tokens", "revoke"]) => Err(
+                ProtocolError::MethodNotAllowed("this device API call takes another method"),
+            ),
             _ => Err(ProtocolError::NotFound("no such device API call")),
         }
     }
@@ -447,6 +448,48 @@ impl DeviceEndpoint {
             .map_err(store_error)?;
         let view = self.view_with_consent(&claimed, &reference, deps, now)?;
         Ok(Response::json(200, &view))
+    }
+
+    /// `POST /device/id-tokens/revoke` `{"jti"}` or `{"subject", "not_before"}` (BR-CIBA
+    /// 5.2.2-20, HINT-10): the holder institution cancels issued id_tokens (fraud, security);
+    /// they stop working as `id_token_hint`. `not_before` is a NumericDate or an RFC 3339 UTC
+    /// date-time.
+    fn cancel_id_tokens(
+        &self,
+        request: &Request,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<Response, ProtocolError> {
+        let body = json_object(request)?;
+        let jti = string_member(&body, "jti")?;
+        let subject = string_member(&body, "subject")?;
+        match (jti, subject) {
+            (Some(jti), None) if !body.contains_key("not_before") => {
+                id_token::cancel_jti(deps.store, jti, now, deps.random).map_err(store_error)?;
+                Ok(Response::json(
+                    200,
+                    &json!({ "jti": jti, "cancelled": true }),
+                ))
+            }
+            (None, Some(sub)) => {
+                let not_before = match body.get("not_before") {
+                    Some(Value::Number(n)) => n.as_i64().filter(|t| *t > 0),
+                    Some(Value::String(t)) => crate::time::parse(t),
+                    _ => None,
+                }
+                .ok_or(bad(
+                    "not_before must be a NumericDate or an RFC 3339 UTC date-time",
+                ))?;
+                let in_force =
+                    id_token::cancel_before(deps.store, sub, not_before, now, deps.random)
+                        .map_err(store_error)?;
+                Ok(Response::json(
+                    200,
+                    &json!({ "subject": sub, "not_before": in_force }),
+                ))
+            }
+            _ => Err(bad("send either jti, or subject with not_before")),
+        }
     }
 
     /// HINT-15: decrypt with an AS encryption key, then verify the client's PS256 JWS.

@@ -5,6 +5,7 @@ pub mod consents;
 pub mod device;
 pub mod jwks;
 pub mod token;
+pub mod userinfo;
 pub mod well_known;
 
 use crate::clock::{Clock, Random};

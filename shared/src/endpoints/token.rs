@@ -79,9 +79,7 @@ impl TokenEndpoint {
         match grant {
             GrantType::ClientCredentials => self.client_credentials(&form, &client, deps),
             GrantType::Ciba => self.ciba(&form, &client, deps),
-            GrantType::RefreshToken => Err(ProtocolError::UnsupportedGrantType(
-                "this grant_type is not available yet",
-            )),
+            GrantType::RefreshToken => self.refresh(&form, &client, deps),
         }
     }
 
@@ -235,6 +233,80 @@ impl TokenEndpoint {
                 "refresh_token": tokens.refresh_token.expose(),
                 "id_token": id_token,
                 "scope": request.scope.join(" "),
+            }),
+        ))
+    }
+
+    /// The refresh grant (TOK-15…19): a new access token, bound to the certificate of this
+    /// request, while the consent stays authorised; the same refresh token back (no rotation,
+    /// TOK-17) and no id_token (TOK-18 [decision]).
+    fn refresh(
+        &self,
+        form: &Form,
+        client: &AuthenticatedClient<'_>,
+        deps: &Deps<'_>,
+    ) -> Result<Response, ProtocolError> {
+        let now = deps.clock.now();
+        let unusable =
+            ProtocolError::InvalidGrant("the refresh token is unknown, expired or revoked");
+        let token = form.require("refresh_token", "refresh_token is required")?;
+        let stored =
+            record::get::<RefreshTokenRecord>(deps.store, &keys::refresh_token(token), now)
+                .map_err(store_error)?
+                .ok_or(unusable)?;
+        let granted = &stored.data;
+        // TOK-15: another client's refresh token reads as unknown.
+        if granted.client_id != client.client().client_id {
+            return Err(unusable);
+        }
+        // TOK-16, CONS-2: revoked, rejected or past its end date, the consent takes its
+        // tokens with it.
+        consent::authorised(deps.store, &granted.consent_id, now)
+            .map_err(store_error)?
+            .ok_or(ProtocolError::InvalidGrant(
+                "the consent is no longer authorised",
+            ))?;
+        let scope = match form.get("scope") {
+            None => granted.scope.clone(),
+            Some(requested) => {
+                let mut scope: Vec<String> = Vec::new();
+                for s in requested.split(' ').filter(|s| !s.is_empty()) {
+                    if !granted.scope.iter().any(|g| g == s) {
+                        return Err(ProtocolError::InvalidScope(
+                            "a refresh may only narrow the scope granted",
+                        ));
+                    }
+                    if !scope.iter().any(|x| x == s) {
+                        scope.push(s.to_string());
+                    }
+                }
+                scope
+            }
+        };
+        let expires_in = self.lifetimes.access_token;
+        let access_token = access_token::issue(
+            deps.store,
+            deps.random,
+            &AccessTokenRecord {
+                client_id: granted.client_id.clone(),
+                scope: scope.clone(),
+                cnf_x5t_s256: client.certificate().map(|c| c.x5t_s256().to_string()),
+                grant: Grant::Ciba,
+                consent_id: Some(granted.consent_id.clone()),
+                sub: Some(granted.sub.clone()),
+                acr: Some(granted.acr.clone()),
+                userinfo_claims: granted.userinfo_claims.clone(),
+            },
+            now + i64::from(expires_in),
+        )?;
+        Ok(Response::json(
+            200,
+            &serde_json::json!({
+                "access_token": access_token.expose(),
+                "token_type": "Bearer",
+                "expires_in": expires_in,
+                "refresh_token": token,
+                "scope": scope.join(" "),
             }),
         ))
     }

@@ -75,3 +75,13 @@ pub fn holder_request(sub: &str, n: i64) -> String {
 pub fn refresh_token(token: &str) -> String {
     format!("rt:{}", digest(token))
 }
+
+/// The cancellation of one id_token, by its `jti` (BR-CIBA 5.2.2-20, HINT-10).
+pub fn id_token_cancelled(jti: &str) -> String {
+    format!("idt_cancelled:{}", digest(jti))
+}
+
+/// A holder's "not before": id_tokens issued to them earlier are cancelled (HINT-10).
+pub fn id_token_not_before(sub: &str) -> String {
+    format!("idt_not_before:{}", digest(sub))
+}
