@@ -14,6 +14,7 @@ mod jwks;
 mod review;
 mod store;
 mod token;
+mod userinfo;
 
 use std::sync::OnceLock;
 

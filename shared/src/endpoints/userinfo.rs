@@ -42,19 +42,16 @@ impl UserInfoEndpoint {
 
     /// Answers one request.
     pub fn handle(&self, request: &Request, deps: &Deps<'_>) -> Response {
-        let mut r = self
-            .respond(request, deps)
-            .unwrap_or_else(|e| e.to_response(Endpoint::UserInfo));
-        r.headers.push((crate::fapi::HEADER, "mutant".into()));
-        r
+        self.respond(request, deps)
+            .unwrap_or_else(|e| e.to_response(Endpoint::UserInfo))
     }
 
     fn respond(&self, request: &Request, deps: &Deps<'_>) -> Result<Response, ProtocolError> {
         let now = deps.clock.now();
         check_method(request)?;
-        let _ = token_only_in_header;
+        token_only_in_header(request)?;
         let record = self.bound_token(request, deps, now)?;
-        let _ = check_scope;
+        check_scope(&record)?;
         let user = self.authorised_holder(&record, deps, now)?;
         Ok(Response::json(200, &Value::Object(claims(&record, user))))
     }
@@ -100,7 +97,11 @@ impl UserInfoEndpoint {
                 "the access token has no consent or holder",
             ));
         };
-        let _ = (consent_id, now);
+        crate::consent::authorised(deps.store, consent_id, now)
+            .map_err(|_| ProtocolError::ServerError("the store is unavailable"))?
+            .ok_or(ProtocolError::InvalidToken(
+                "the consent of the access token is not authorised",
+            ))?;
         self.users.by_sub(sub).ok_or(ProtocolError::InvalidToken(
             "the account holder of the access token is unknown",
         ))
@@ -169,7 +170,7 @@ fn check_scope(record: &AccessTokenRecord) -> Result<(), ProtocolError> {
 fn claims(record: &AccessTokenRecord, user: &User) -> Map<String, Value> {
     let mut claims = Map::new();
     claims.insert("sub".into(), Value::String(user.sub.clone()));
-    let _ = record;
+    crate::id_token::document_claims(&record.userinfo_claims, user, &mut claims);
     claims
 }
 
