@@ -11,6 +11,7 @@ mod device;
 mod discovery;
 mod host;
 mod jwks;
+mod lifecycle;
 mod review;
 mod store;
 mod token;

@@ -23,6 +23,7 @@ use crate::config::{Config, ConfigError, Variables};
 use crate::consent::Consent;
 use crate::discovery::{ACR_LOA2, ACR_LOA3, LHT_AD_GENERATED};
 use crate::error::{Endpoint, ProtocolError};
+use crate::form::Form;
 use crate::hint::{AD_HINT_TTL, issue_ad_hint};
 use crate::http::{Method, Request, Response};
 use crate::id_token::{self, IdTokenContent};
@@ -217,22 +218,12 @@ impl DeviceEndpoint {
         deps: &Deps<'_>,
         now: UnixTime,
     ) -> Result<Response, ProtocolError> {
-        let subject = request
-            .query
-            .as_deref()
-            .and_then(|q| {
-                q.split('&').find_map(|pair| {
-                    let (k, v) = pair.split_once('=')?;
-                    (k == "subject").then(|| {
-                        percent_encoding::percent_decode_str(v)
-                            .decode_utf8()
-                            .ok()
-                            .map(|s| s.replace('+', " "))
-                    })?
-                })
-            })
-            .filter(|s| !s.is_empty())
-            .ok_or(bad("the subject query parameter is required"))?;
+        // The query string decodes like a form: `+`, percent-escapes, strict UTF-8.
+        let query = Form::parse_body(request.query.as_deref().unwrap_or_default().as_bytes())?;
+        let subject = query
+            .get("subject")
+            .ok_or(bad("the subject query parameter is required"))?
+            .to_string();
         let mut requests = Vec::new();
         for reference in
             auth_req::recent_for_holder(deps.store, &subject, now).map_err(store_error)?
