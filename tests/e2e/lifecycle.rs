@@ -331,3 +331,45 @@ fn key_6_7_tkn_10_rotation_keeps_old_id_tokens_verifiable_until_the_key_is_remov
         assert_oauth_error(&with_hint(&c, &old_hint), 400, "invalid_id_token_hint");
     }
 }
+
+fn userinfo(c: &Ciba, token: &str) -> Response {
+    let auth = format!("Bearer {token}");
+    c.server.send(
+        "GET",
+        "/userinfo",
+        &[("authorization", &auth), (e2e::ciba::CERT_HEADER, &c.cert)],
+        b"",
+    )
+}
+
+#[test]
+fn cons_2_a_grant_lives_through_refreshes_and_userinfo_until_its_consent_is_revoked() {
+    let c = ciba();
+    let (consent_id, tokens) = c.grant("tpp-1", HOLDER_1_CPF);
+    let rt = tokens["refresh_token"].as_str().unwrap();
+    let first = tokens["access_token"].as_str().unwrap().to_string();
+    let mut access_tokens = vec![first.clone()];
+    assert_eq!(userinfo(c, &first).json()["sub"], json!("holder-1"));
+    for _ in 0..3 {
+        let refreshed = refresh(c, "tpp-1", rt, "");
+        assert_eq!(refreshed.status, 200, "{}", text(&refreshed));
+        let at = refreshed.json()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(userinfo(c, &at).status, 200);
+        access_tokens.push(at);
+    }
+    let token = c.consents_token("tpp-1");
+    assert_eq!(
+        c.consents("tpp-1", &token, "DELETE", &consent_id, None)
+            .status,
+        204
+    );
+    for at in &access_tokens {
+        let response = userinfo(c, at);
+        assert_eq!(response.status, 401, "{}", text(&response));
+        assert_eq!(response.json()["error"], json!("invalid_token"));
+    }
+    assert_oauth_error(&refresh(c, "tpp-1", rt, ""), 400, "invalid_grant");
+}
