@@ -1,0 +1,234 @@
+//! The command line: options, the run, the outputs.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+use crate::{cold, flow, load, report};
+
+const HELP: &str = "ciba-bench: end-to-end load benchmark of the CIBA bundle
+
+  ciba-bench [--base URL] [--requests N] [--concurrency C] [--json FILE] [--svg FILE]
+             [--dev-dir DIR] [--client-id ID] [--client-key JWK_FILE]
+             [--subject SUB] [--cpf CPF] [--device-token-file FILE]
+             [--cert-header NAME --cert-file PEM]
+             [--manifest spin.toml] [--host-bin PATH | --no-cold-start]
+
+  --base URL            the running server (http:// only), default http://127.0.0.1:3000
+  --requests N          requests per scenario (default 2000); --concurrency C connections (default 8)
+  --dev-dir DIR         where `ciba-host dev` wrote its material (default .dev); the defaults below
+                        come from it: --client-id demo-client, --client-key DIR/demo_client_private_key.json,
+                        --subject demo-user-1, --cpf 52998224725, --device-token-file DIR/device_api_token.txt
+  --cert-header NAME --cert-file PEM
+                        send this client certificate (URL-encoded PEM) in header NAME, as the
+                        TLS-terminating proxy of an mTLS deployment would
+  --manifest FILE       spin.toml whose `source` paths give the .wasm sizes (default spin.toml)
+  --host-bin PATH       the ciba-host binary started fresh (on a free loopback port, store in memory,
+                        --dev-dir registrations) to time each component's first request
+                        (default target/release/ciba-host, skipped when absent); --no-cold-start skips it";
+
+struct Args {
+    base: String,
+    requests: usize,
+    concurrency: usize,
+    json: Option<PathBuf>,
+    svg: Option<PathBuf>,
+    dev_dir: PathBuf,
+    client_id: String,
+    client_key: Option<PathBuf>,
+    subject: String,
+    cpf: String,
+    device_token_file: Option<PathBuf>,
+    cert_header: Option<String>,
+    cert_file: Option<PathBuf>,
+    manifest: PathBuf,
+    host_bin: PathBuf,
+    cold_start: bool,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<Args>> {
+    let mut out = Args {
+        base: "http://127.0.0.1:3000".into(),
+        requests: 2000,
+        concurrency: 8,
+        json: None,
+        svg: None,
+        dev_dir: ".dev".into(),
+        client_id: "demo-client".into(),
+        client_key: None,
+        subject: "demo-user-1".into(),
+        cpf: "52998224725".into(),
+        device_token_file: None,
+        cert_header: None,
+        cert_file: None,
+        manifest: "spin.toml".into(),
+        host_bin: "target/release/ciba-host".into(),
+        cold_start: true,
+    };
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--base" => out.base = value()?,
+            "--requests" => out.requests = value()?.parse().context("--requests")?,
+            "--concurrency" => out.concurrency = value()?.parse().context("--concurrency")?,
+            "--json" => out.json = Some(value()?.into()),
+            "--svg" => out.svg = Some(value()?.into()),
+            "--dev-dir" => out.dev_dir = value()?.into(),
+            "--client-id" => out.client_id = value()?,
+            "--client-key" => out.client_key = Some(value()?.into()),
+            "--subject" => out.subject = value()?,
+            "--cpf" => out.cpf = value()?,
+            "--device-token-file" => out.device_token_file = Some(value()?.into()),
+            "--cert-header" => out.cert_header = Some(value()?),
+            "--cert-file" => out.cert_file = Some(value()?.into()),
+            "--manifest" => out.manifest = value()?.into(),
+            "--host-bin" => out.host_bin = value()?.into(),
+            "--no-cold-start" => out.cold_start = false,
+            "--help" | "-h" => return Ok(None),
+            other => bail!("unknown argument {other}; see --help"),
+        }
+    }
+    if out.requests == 0 || out.concurrency == 0 {
+        bail!("--requests and --concurrency must be at least 1");
+    }
+    if out.cert_header.is_some() != out.cert_file.is_some() {
+        bail!("--cert-header and --cert-file go together");
+    }
+    Ok(Some(out))
+}
+
+/// Parses the arguments, runs, exits 1 with the error.
+pub fn main() {
+    let result = parse_args(std::env::args().skip(1)).and_then(|args| match args {
+        None => {
+            println!("{HELP}");
+            Ok(())
+        }
+        Some(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("no Tokio runtime")?
+            .block_on(run(args)),
+    });
+    if let Err(e) = result {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let key_file = args
+        .client_key
+        .clone()
+        .unwrap_or_else(|| args.dev_dir.join("demo_client_private_key.json"));
+    let mut client = flow::Client::load(&args.client_id, &key_file)?;
+    if let (Some(name), Some(file)) = (&args.cert_header, &args.cert_file) {
+        client = client.with_cert(name, file)?;
+    }
+    let token_file = args
+        .device_token_file
+        .clone()
+        .unwrap_or_else(|| args.dev_dir.join("device_api_token.txt"));
+    let device_token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("cannot read {}", token_file.display()))?
+        .trim()
+        .to_string();
+    let mut bench = flow::Bench {
+        target: load::Target::parse(&args.base)?,
+        client,
+        subject: args.subject.clone(),
+        cpf: args.cpf.clone(),
+        device_token,
+        issuer: String::new(),
+        token_endpoint: String::new(),
+        concurrency: args.concurrency,
+    };
+    bench.discover().await?;
+    let date = report::rfc3339(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs(),
+    );
+    eprintln!(
+        "{} requests per scenario, concurrency {}, issuer {}",
+        args.requests, args.concurrency, bench.issuer
+    );
+    let scenarios = flow::scenarios(&bench, args.requests).await?;
+
+    let (components, components_note) = match cold::sizes(&args.manifest) {
+        Err(e) => (Vec::new(), format!("no sizes: {e:#}")),
+        Ok(mut table) if args.cold_start && args.host_bin.exists() => {
+            eprintln!("first requests on a fresh {}", args.host_bin.display());
+            let note = cold::measure(&args.host_bin, &args.manifest, &args.dev_dir, &mut table)
+                .await
+                .unwrap_or_else(|e| format!("first requests not measured: {e:#}"));
+            (table, note)
+        }
+        Ok(table) => (
+            table,
+            format!(
+                "sizes only (first requests not measured: {})",
+                if args.cold_start {
+                    format!("no {}", args.host_bin.display())
+                } else {
+                    "--no-cold-start".to_string()
+                }
+            ),
+        ),
+    };
+
+    let report = report::Report {
+        base: args.base.clone(),
+        requests: args.requests,
+        concurrency: args.concurrency,
+        date,
+        scenarios,
+        components,
+        components_note,
+    };
+    println!("{}", report::table(&report));
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report::json(&report))?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(path, report::svg(&report))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Option<Args>> {
+        parse_args(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn defaults_drive_the_dev_setup_and_options_override_them() {
+        let a = parse(&[]).unwrap().unwrap();
+        assert_eq!(
+            (
+                a.base.as_str(),
+                a.requests,
+                a.concurrency,
+                a.client_id.as_str()
+            ),
+            ("http://127.0.0.1:3000", 2000, 8, "demo-client")
+        );
+        let a = parse(&["--base", "http://h:1", "--requests", "5", "--no-cold-start"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (a.base.as_str(), a.requests, a.cold_start),
+            ("http://h:1", 5, false)
+        );
+        assert!(parse(&["--cert-header", "x-cert"]).is_err());
+        assert!(parse(&["--requests", "0"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+        assert!(parse(&["--help"]).unwrap().is_none());
+    }
+}
