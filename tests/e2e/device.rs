@@ -91,8 +91,18 @@ fn ad_4_unknown_requests_routes_and_bad_bodies() {
         b"acr=loa2",
     );
     assert_eq!(response.status, 400);
-    // None of that decided anything.
-    let view = c.device("GET", &format!("/requests/{id}"), None).json();
+    // None of that decided anything; a percent-encoded id names the same request.
+    let encoded: String = id
+        .chars()
+        .map(|ch| match ch {
+            '-' => "%2D".to_string(),
+            '_' => "%5F".to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    let view = c
+        .device("GET", &format!("/requests/{encoded}"), None)
+        .json();
     assert_eq!(view["status"], json!("PENDING"));
     assert_eq!(c.approve(&id, LOA2).status, 200);
 }

@@ -82,8 +82,19 @@ impl DeviceEndpoint {
     fn respond(&self, request: &Request, deps: &Deps<'_>) -> Result<Response, ProtocolError> {
         self.authorize(request)?;
         let now = deps.clock.now();
-        let path = request.path_info.trim_matches('/');
-        let segments: Vec<&str> = path.split('/').collect();
+        // Each segment percent-decoded (`%2D` is `-`), strictly UTF-8.
+        let decoded: Vec<String> = request
+            .path_info
+            .trim_matches('/')
+            .split('/')
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8()
+                    .map(|s| s.into_owned())
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|_| ProtocolError::NotFound("no such device API call"))?;
+        let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
         match (request.method, segments.as_slice()) {
             (Method::Get, ["requests"]) => self.list(request, deps, now),
             (Method::Get, ["requests", id]) => {
