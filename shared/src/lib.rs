@@ -34,6 +34,7 @@ pub mod id_token;
 pub mod jose;
 pub mod refresh_token;
 pub mod request_object;
+pub mod scope;
 pub mod store;
 pub mod time;
 pub mod types;

@@ -224,12 +224,7 @@ fn scope(
 ) -> Result<(Vec<String>, String), ProtocolError> {
     let text = optional_str(claims, "scope", "scope must be a string")?
         .ok_or(ProtocolError::InvalidScope("scope is required"))?;
-    let mut scope: Vec<String> = Vec::new();
-    for s in text.split(' ').filter(|s| !s.is_empty()) {
-        if !scope.iter().any(|x| x == s) {
-            scope.push(s.to_string());
-        }
-    }
+    let scope = crate::scope::parse(text)?;
     if !scope.iter().any(|s| s == "openid") {
         return Err(ProtocolError::InvalidScope("scope must include openid"));
     }

@@ -269,16 +269,11 @@ impl TokenEndpoint {
         let scope = match form.get("scope") {
             None => granted.scope.clone(),
             Some(requested) => {
-                let mut scope: Vec<String> = Vec::new();
-                for s in requested.split(' ').filter(|s| !s.is_empty()) {
-                    if !granted.scope.iter().any(|g| g == s) {
-                        return Err(ProtocolError::InvalidScope(
-                            "a refresh may only narrow the scope granted",
-                        ));
-                    }
-                    if !scope.iter().any(|x| x == s) {
-                        scope.push(s.to_string());
-                    }
+                let scope = crate::scope::parse(requested)?;
+                if scope.iter().any(|s| !granted.scope.contains(s)) {
+                    return Err(ProtocolError::InvalidScope(
+                        "a refresh may only narrow the scope granted",
+                    ));
                 }
                 scope
             }
