@@ -9,6 +9,7 @@ mod configuration;
 mod consents;
 mod device;
 mod discovery;
+mod docs;
 mod host;
 mod jwks;
 mod lifecycle;
