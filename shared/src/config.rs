@@ -35,6 +35,8 @@ pub mod var {
     pub const ID_TOKEN_TTL: &str = "id_token_ttl";
     /// Refresh-token lifetime, seconds.
     pub const REFRESH_TOKEN_TTL: &str = "refresh_token_ttl";
+    /// The sandbox device page: `on`, or empty (off).
+    pub const DEVICE_PAGE: &str = "device_page";
 }
 
 /// A variable that is missing or bad. Its text names the variable and the problem only.

@@ -97,6 +97,11 @@ impl Users {
         self.0.iter().find(|u| u.sub == sub)
     }
 
+    /// Every holder, in the order of `users`.
+    pub fn iter(&self) -> impl Iterator<Item = &User> {
+        self.0.iter()
+    }
+
     /// The holder with CPF `cpf`.
     pub fn by_cpf(&self, cpf: &Cpf) -> Option<&User> {
         self.0.iter().find(|u| &u.cpf == cpf)

@@ -8,6 +8,7 @@ mod ciba_grant;
 mod configuration;
 mod consents;
 mod device;
+mod device_page;
 mod discovery;
 mod docs;
 mod host;

@@ -3,6 +3,10 @@
 //! hint ids and claims AS-generated requests. Every call carries the device token, compared
 //! in constant time ([`crate::config::DeviceApiToken`]).
 //!
+//! `GET /device/holders` lists the account holders (`sub` and `name`), for a device that
+//! lets its user pick one (the sandbox page, [`super::device_page`], which this endpoint
+//! also serves when `device_page` is on).
+//!
 //! A request is addressed by its `auth_req_id` or by its `id` from the list (an opaque
 //! reference, what a notification to the holder's phone should carry: AD-1). Errors: 400
 //! `invalid_request` for malformed input, 401 without the device token, 403 `access_denied`
@@ -13,6 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::Deps;
 use super::bc_authorize::holder_matches_consent;
+use super::device_page::DevicePage;
 use crate::auth_req::{
     self, AuthReqId, AuthRequest, Decision, DenialReason, HintKind, State, WrongState,
 };
@@ -39,10 +44,11 @@ pub const CIBA_BR_JWT: &str = "cibabr+jwt";
 const QR_MAX_LIFETIME: i64 = 300;
 
 /// What the device API is configured with: everything (it signs id_tokens, decrypts QR
-/// tokens and reads clients and holders).
+/// tokens and reads clients and holders), and whether it serves the sandbox page.
 #[derive(Debug)]
 pub struct DeviceEndpoint {
     config: Config,
+    page: DevicePage,
 }
 
 fn bad(why: &'static str) -> ProtocolError {
@@ -66,10 +72,11 @@ fn wrong_state(WrongState(state): WrongState) -> ProtocolError {
 }
 
 impl DeviceEndpoint {
-    /// Reads every variable.
+    /// Reads every variable, and `device_page`.
     pub fn load(vars: &dyn Variables) -> Result<Self, ConfigError> {
         Ok(Self {
             config: Config::load(vars)?,
+            page: DevicePage::load(vars)?,
         })
     }
 
@@ -80,6 +87,11 @@ impl DeviceEndpoint {
     }
 
     fn respond(&self, request: &Request, deps: &Deps<'_>) -> Result<Response, ProtocolError> {
+        // The page's files are public (they hold no data); everything they do goes through
+        // the calls below, with the device token.
+        if let Some(page) = self.page.serve(request) {
+            return Ok(page);
+        }
         self.authorize(request)?;
         let now = deps.clock.now();
         // Each segment percent-decoded (`%2D` is `-`), strictly UTF-8.
@@ -96,6 +108,7 @@ impl DeviceEndpoint {
             .map_err(|_| ProtocolError::NotFound("no such device API call"))?;
         let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
         match (request.method, segments.as_slice()) {
+            (Method::Get, ["holders"]) => Ok(self.holders()),
             (Method::Get, ["requests"]) => self.list(request, deps, now),
             (Method::Get, ["requests", id]) => {
                 let (_, stored) = self.find(id, deps, now)?;
@@ -107,7 +120,7 @@ impl DeviceEndpoint {
             (Method::Post, ["claims"]) => self.claim(request, deps, now),
             (Method::Post, ["id-tokens", "revoke"]) => self.cancel_id_tokens(request, deps, now),
             (_, ["requests"] | ["requests", _] | ["requests", _, "approve" | "deny"])
-            | (_, ["hints"] | ["claims"] | ["id-tokens", "revoke"]) => Err(
+            | (_, ["holders"] | ["hints"] | ["claims"] | ["id-tokens", "revoke"]) => Err(
                 ProtocolError::MethodNotAllowed("this device API call takes another method"),
             ),
             _ => Err(ProtocolError::NotFound("no such device API call")),
@@ -141,6 +154,18 @@ impl DeviceEndpoint {
             .users
             .by_sub(sub)
             .ok_or(bad("subject is not a known account holder"))
+    }
+
+    /// `GET /device/holders`: who may be picked, `sub` and `name` only (never a CPF or a
+    /// CNPJ), in the order of `users`.
+    fn holders(&self) -> Response {
+        let holders: Vec<Value> = self
+            .config
+            .users
+            .iter()
+            .map(|u| json!({ "sub": u.sub, "name": u.name }))
+            .collect();
+        Response::json(200, &json!({ "holders": holders }))
     }
 
     /// A request by its `auth_req_id` or its reference.
@@ -675,5 +700,103 @@ fn string_member<'a>(
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(bad("a member has the wrong type")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::clock::{CountingRandom, FixedClock};
+    use crate::config::var;
+    use crate::fixtures::variables;
+    use crate::store::memory::MemoryStore;
+
+    fn endpoint(page: Option<&str>) -> DeviceEndpoint {
+        let mut vars = variables();
+        vars.insert(
+            var::USERS,
+            json!([
+                { "sub": "u1", "cpf": "52998224725", "name": "Ana" },
+                { "sub": "u2", "cpf": "11144477735" },
+            ])
+            .to_string(),
+        );
+        if let Some(page) = page {
+            vars.insert(var::DEVICE_PAGE, page.to_string());
+        }
+        DeviceEndpoint::load(&vars).unwrap()
+    }
+
+    fn call(endpoint: &DeviceEndpoint, method: Method, path: &str, token: bool) -> Response {
+        let mut headers = Vec::new();
+        if token {
+            headers.push(("authorization".into(), format!("Bearer {}", "d".repeat(43))));
+        }
+        let request = Request {
+            method,
+            path_info: path.to_string(),
+            query: None,
+            headers,
+            body: Vec::new(),
+        };
+        endpoint.handle(
+            &request,
+            &Deps {
+                store: &MemoryStore::new(),
+                clock: &FixedClock(1_800_000_000),
+                random: &CountingRandom::default(),
+            },
+        )
+    }
+
+    #[test]
+    fn the_page_off_its_paths_answer_as_today() {
+        let off = endpoint(None);
+        for path in ["/", "/app.js", "/app.css"] {
+            assert_eq!(call(&off, Method::Get, path, false).status, 401, "{path}");
+            let with_token = call(&off, Method::Get, path, true);
+            assert_eq!(with_token.status, 404, "{path}");
+            assert_eq!(with_token.header("content-security-policy"), None);
+        }
+    }
+
+    #[test]
+    fn the_page_on_its_files_need_no_token_and_the_api_still_does() {
+        let on = endpoint(Some("on"));
+        for path in ["/", "/app.js", "/app.css"] {
+            let response = call(&on, Method::Get, path, false);
+            assert_eq!(response.status, 200, "{path}");
+            assert!(response.header("content-security-policy").is_some());
+        }
+        assert_eq!(call(&on, Method::Get, "/holders", false).status, 401);
+        assert_eq!(call(&on, Method::Get, "/requests", false).status, 401);
+        assert_eq!(call(&on, Method::Post, "/", true).status, 404);
+        assert_eq!(call(&on, Method::Get, "/index.html", true).status, 404);
+        assert_eq!(
+            endpoint(Some("off")).page,
+            DevicePage::Off,
+            "off is a valid value"
+        );
+    }
+
+    #[test]
+    fn holders_lists_sub_and_name_only_behind_the_token() {
+        let off = endpoint(None);
+        let denied = call(&off, Method::Get, "/holders", false);
+        assert_eq!(denied.status, 401);
+        let response = call(&off, Method::Get, "/holders", true);
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("cache-control"), Some("no-store"));
+        let body: Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(
+            body,
+            json!({ "holders": [
+                { "sub": "u1", "name": "Ana" },
+                { "sub": "u2", "name": null },
+            ]})
+        );
+        assert_eq!(call(&off, Method::Post, "/holders", true).status, 405);
     }
 }

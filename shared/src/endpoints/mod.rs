@@ -3,6 +3,7 @@
 pub mod bc_authorize;
 pub mod consents;
 pub mod device;
+pub mod device_page;
 pub mod jwks;
 pub mod token;
 pub mod userinfo;
