@@ -296,6 +296,26 @@ fn ad_3_ad_6_the_device_page_approves_and_denies_in_chromium() {
         .build()
         .unwrap();
     let browser = rt.block_on(browser(&driver));
+    // Whatever happens, the session ends (and Chromium with it); a failure leaves a screenshot.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        approve_deny_and_claim(c, &rt, &browser)
+    }));
+    rt.block_on(async {
+        if outcome.is_err() {
+            let _ = browser
+                .screenshot()
+                .await
+                .map(|png| std::fs::write(screenshot_dir().join("failure.png"), png));
+        }
+        let _ = browser.close().await;
+    });
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The whole flow through the page, with the fixture as the client.
+fn approve_deny_and_claim(c: &Ciba, rt: &tokio::runtime::Runtime, browser: &Client) {
     let page = format!("{}/device/", c.server.base);
 
     // Sign in: the token goes to sessionStorage, never into the URL.
@@ -312,7 +332,7 @@ fn ad_3_ad_6_the_device_page_approves_and_denies_in_chromium() {
             .await
             .unwrap();
         assert_eq!(background, json!("rgb(242, 244, 248)"));
-        screenshot(&browser, "1-sign-in").await;
+        screenshot(browser, "1-sign-in").await;
         let token = browser.find(Locator::Css("#token")).await.unwrap();
         token.send_keys(DEVICE_TOKEN).await.unwrap();
         browser
@@ -351,7 +371,7 @@ fn ad_3_ad_6_the_device_page_approves_and_denies_in_chromium() {
     let binding = "Compra <b>1234</b> & co";
     let approved_id = pending_request(c, binding);
     rt.block_on(async {
-        let card = card(&browser, &approved_id).await;
+        let card = card(browser, &approved_id).await;
         let message_text = card
             .find(Locator::Css(".binding-message"))
             .await
@@ -367,7 +387,7 @@ fn ad_3_ad_6_the_device_page_approves_and_denies_in_chromium() {
         assert!(permissions.text().await.unwrap().contains("ACCOUNTS_READ"));
         let left = card.find(Locator::Css(".time-left")).await.unwrap();
         assert!(left.text().await.unwrap().ends_with(" left"));
-        screenshot(&browser, "2-pending").await;
+        screenshot(browser, "2-pending").await;
         // Approve at loa3.
         card.find(Locator::Css(".acr"))
             .await
@@ -381,9 +401,9 @@ fn ad_3_ad_6_the_device_page_approves_and_denies_in_chromium() {
             .click()
             .await
             .unwrap();
-        message(&browser, "Approved the request of tpp-1").await;
-        assert!(!on_page(&browser, &approved_id).await);
-        screenshot(&browser, "3-approved").await;
+        message(browser, "Approved the request of tpp-1").await;
+        assert!(!on_page(browser, &approved_id).await);
+        screenshot(browser, "3-approved").await;
     });
 
     // The client's next poll gets the tokens, at the acr chosen on the page.
@@ -399,16 +419,16 @@ fn ad_3_ad_6_the_device_page_approves_and_denies_in_chromium() {
     // Another request, denied on the page: the poll gets access_denied.
     let denied_id = pending_request(c, "Pix 42");
     rt.block_on(async {
-        let card = card(&browser, &denied_id).await;
+        let card = card(browser, &denied_id).await;
         card.find(Locator::Css(".deny"))
             .await
             .unwrap()
             .click()
             .await
             .unwrap();
-        message(&browser, "Denied the request of tpp-1").await;
-        assert!(!on_page(&browser, &denied_id).await);
-        screenshot(&browser, "4-denied").await;
+        message(browser, "Denied the request of tpp-1").await;
+        assert!(!on_page(browser, &denied_id).await);
+        screenshot(browser, "4-denied").await;
     });
     c.server.time.advance(6);
     let denied = c.poll("tpp-1", &denied_id);
@@ -440,8 +460,8 @@ fn ad_3_ad_6_the_device_page_approves_and_denies_in_chromium() {
             .click()
             .await
             .unwrap();
-        message(&browser, "Claimed the request of tpp-1").await;
-        let card = card(&browser, &qr_id).await;
+        message(browser, "Claimed the request of tpp-1").await;
+        let card = card(browser, &qr_id).await;
         let message_text = card.find(Locator::Css(".binding-message")).await.unwrap();
         assert_eq!(message_text.text().await.unwrap(), "QR 7");
 
@@ -465,15 +485,12 @@ fn ad_3_ad_6_the_device_page_approves_and_denies_in_chromium() {
             hint.len() == 20 && hint.bytes().all(|b| b.is_ascii_digit()),
             "{hint:?}"
         );
-        screenshot(&browser, "5-claimed-and-hint").await;
+        screenshot(browser, "5-claimed-and-hint").await;
 
         let violations = browser
             .execute("return window.violations || [];", vec![])
             .await
             .unwrap();
         assert_eq!(violations, json!([]), "Content-Security-Policy violations");
-    });
-    rt.block_on(async {
-        browser.close().await.unwrap();
     });
 }
