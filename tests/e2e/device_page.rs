@@ -53,6 +53,8 @@ fn device_page_is_off_unless_turned_on() {
         assert_eq!(response.status, 404, "{path}: {}", text(&response));
         assert_eq!(response.header("content-security-policy"), None);
     }
+    let bare = server.send("GET", "/device", &[("authorization", &auth)], b"");
+    assert_eq!(bare.status, 404);
 }
 
 #[test]
@@ -75,6 +77,11 @@ fn device_page_is_served_with_strict_headers_when_on() {
         assert_eq!(response.header("referrer-policy"), Some("no-referrer"));
         assert!(!response.body.is_empty());
     }
+    let bare = c.server.get("/device");
+    assert_eq!(
+        (bare.status, bare.header("location")),
+        (308, Some("device/"))
+    );
     let html = String::from_utf8_lossy(&c.server.get("/device/").body).into_owned();
     assert!(html.contains(r#"<script src="app.js" defer></script>"#));
     assert!(html.contains(r#"<link rel="stylesheet" href="app.css">"#));

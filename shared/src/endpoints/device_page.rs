@@ -60,12 +60,27 @@ impl DevicePage {
             return None;
         }
         let (content_type, body) = match request.path_info.as_str() {
+            // `/device` typed by hand: to `/device/`, so that `app.js` resolves beside it.
+            "" => return Some(to_the_page()),
             "/" => ("text/html; charset=utf-8", INDEX_HTML),
             "/app.js" => ("text/javascript; charset=utf-8", APP_JS),
             "/app.css" => ("text/css; charset=utf-8", APP_CSS),
             _ => return None,
         };
         Some(asset(content_type, body))
+    }
+}
+
+/// `308` to the page, relative (`device/` from `/device`) so that it holds under any base.
+fn to_the_page() -> Response {
+    Response {
+        status: 308,
+        headers: vec![
+            ("location", "device/".to_string()),
+            ("cache-control", "no-cache".to_string()),
+        ],
+        body: Vec::new(),
+        error: None,
     }
 }
 
@@ -166,7 +181,6 @@ mod tests {
     #[test]
     fn only_get_of_the_page_paths() {
         for path in [
-            "",
             "/index.html",
             "/app.js/",
             "/APP.JS",
@@ -178,6 +192,14 @@ mod tests {
         let mut post = get("/");
         post.method = Method::Post;
         assert_eq!(DevicePage::On.serve(&post), None);
+    }
+
+    #[test]
+    fn device_without_its_slash_goes_to_the_page() {
+        let response = DevicePage::On.serve(&get("")).unwrap();
+        assert_eq!(response.status, 308);
+        assert_eq!(response.header("location"), Some("device/"));
+        assert_eq!(DevicePage::Off.serve(&get("")), None);
     }
 
     #[test]
