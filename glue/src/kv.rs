@@ -1,7 +1,7 @@
 //! The key-value store through `wasi:keyvalue` (Spin's `default` label), with the
 //! re-read rules of design.md, State, for Spin's store quirks.
 
-use ciba::store::{KeyValue, StoreError, Swap};
+use ciba::store::{KeyValue, NextValue, StoreError, Swap};
 use spin_sdk::experimental::wasi::keyvalue::{atomics, store};
 
 /// An open bucket of the runtime's store.
@@ -50,24 +50,36 @@ impl KeyValue for SpinStore {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<Swap, StoreError> {
+        let swapped = self.read_and_swap(key, &mut |current| {
+            (current == expected).then(|| new.to_vec())
+        })?;
+        Ok(swapped.unwrap_or(Swap::Conflict))
+    }
+
+    fn read_and_swap(
+        &self,
+        key: &str,
+        next: &mut NextValue<'_>,
+    ) -> Result<Option<Swap>, StoreError> {
         let cas = atomics::Cas::new(&self.bucket, key).map_err(fault)?;
-        if cas.current().map_err(fault)?.as_deref() != expected {
-            return Ok(Swap::Conflict);
-        }
-        let answer = atomics::swap(cas, new);
+        let current = cas.current().map_err(fault)?;
+        let Some(new) = next(current.as_deref()) else {
+            return Ok(None);
+        };
+        let answer = atomics::swap(cas, &new);
         // A swap over a value that was there is a conditional write on every store: its
         // success is true. Otherwise the value now there decides: a failed swap may have been
         // written (Spin 4.1 Redis), and an insert into an absent key is an unconditional
         // upsert (Spin SQLite) that a concurrent writer may have overwritten.
         match answer {
-            Ok(()) if expected.is_some() => Ok(Swap::Swapped),
+            Ok(()) if current.is_some() => Ok(Some(Swap::Swapped)),
             Ok(()) | Err(atomics::CasError::CasFailed(_)) => {
                 let now = self.bucket.get(key).map_err(fault)?;
-                Ok(if now.as_deref() == Some(new) {
+                Ok(Some(if now.as_deref() == Some(new.as_slice()) {
                     Swap::Swapped
                 } else {
                     Swap::Conflict
-                })
+                }))
             }
             Err(atomics::CasError::StoreError(e)) => Err(fault(e)),
         }

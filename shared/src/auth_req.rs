@@ -379,44 +379,45 @@ pub fn pace(
     random: &dyn Random,
 ) -> Result<Pace, crate::store::StoreError> {
     use crate::store::{Swap, keys, record};
-    let key = keys::auth_request_polls(reference);
-    let current = record::get::<Polls>(store, &key, now)?;
-    let (next, pace) = match current.as_ref().map(|c| &c.data) {
-        Some(p) if now < p.last + i64::from(p.interval) => {
-            let interval = p.interval.saturating_add(5);
-            (
+    let (swapped, (pace, seen_interval)) = record::read_and_replace::<Polls, _>(
+        store,
+        &keys::auth_request_polls(reference),
+        now,
+        random,
+        |current| match current {
+            Some(p) if now < p.last + i64::from(p.interval) => {
+                let interval = p.interval.saturating_add(5);
+                (
+                    Polls {
+                        last: now,
+                        interval,
+                    },
+                    keep_until,
+                    (Pace::SlowDown(interval), p.interval),
+                )
+            }
+            Some(p) => (
                 Polls {
                     last: now,
-                    interval,
+                    interval: p.interval,
                 },
-                Pace::SlowDown(interval),
-            )
-        }
-        Some(p) => (
-            Polls {
-                last: now,
-                interval: p.interval,
-            },
-            Pace::Allowed,
-        ),
-        None => (
-            Polls {
-                last: now,
-                interval: base_interval,
-            },
-            Pace::Allowed,
-        ),
-    };
-    let swapped = match &current {
-        Some(stored) => record::replace(store, &key, stored, &next, keep_until, random)?,
-        None => record::insert(store, &key, &next, keep_until, random)?,
-    };
+                keep_until,
+                (Pace::Allowed, p.interval),
+            ),
+            None => (
+                Polls {
+                    last: now,
+                    interval: base_interval,
+                },
+                keep_until,
+                (Pace::Allowed, base_interval),
+            ),
+        },
+    )?;
     Ok(match (swapped, pace) {
         (Swap::Swapped, pace) => pace,
         (Swap::Conflict, Pace::SlowDown(i)) => Pace::SlowDown(i),
-        (Swap::Conflict, Pace::Allowed) => {
-            Pace::SlowDown(current.map_or(base_interval, |c| c.data.interval))
-        }
+        (Swap::Conflict, Pace::Allowed) => Pace::SlowDown(seen_interval),
     })
 }
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{KeyValue, StoreError, Swap};
+use super::{KeyValue, NextValue, StoreError, Swap};
 
 /// A store in a `HashMap` behind a lock.
 #[derive(Debug, Default)]
@@ -68,6 +68,19 @@ impl KeyValue for MemoryStore {
         Ok(Swap::Swapped)
     }
 
+    fn read_and_swap(
+        &self,
+        key: &str,
+        next: &mut NextValue<'_>,
+    ) -> Result<Option<Swap>, StoreError> {
+        let mut values = self.lock_values()?;
+        let Some(new) = next(values.get(key).map(Vec::as_slice)) else {
+            return Ok(None);
+        };
+        values.insert(key.to_string(), new);
+        Ok(Some(Swap::Swapped))
+    }
+
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
         let mut counters = self
             .counters
@@ -104,6 +117,28 @@ mod tests {
             store.compare_and_swap("k", Some(b"a"), b"b").unwrap(),
             Swap::Swapped
         );
+        assert_eq!(store.get("k").unwrap().as_deref(), Some(&b"b"[..]));
+    }
+
+    #[test]
+    fn read_and_swap_shows_the_value_and_writes_what_next_makes() {
+        let store = MemoryStore::new();
+        let mut seen = Vec::new();
+        let swapped = store
+            .read_and_swap("k", &mut |v| {
+                seen.push(v.map(<[u8]>::to_vec));
+                Some(b"a".to_vec())
+            })
+            .unwrap();
+        assert_eq!(swapped, Some(Swap::Swapped));
+        assert_eq!(store.read_and_swap("k", &mut |_| None).unwrap(), None);
+        store
+            .read_and_swap("k", &mut |v| {
+                seen.push(v.map(<[u8]>::to_vec));
+                Some(b"b".to_vec())
+            })
+            .unwrap();
+        assert_eq!(seen, [None, Some(b"a".to_vec())]);
         assert_eq!(store.get("k").unwrap().as_deref(), Some(&b"b"[..]));
     }
 

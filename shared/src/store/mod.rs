@@ -34,6 +34,10 @@ pub enum Swap {
     Conflict,
 }
 
+/// What [`KeyValue::read_and_swap`] asks of its caller: the new value for what it read, or
+/// `None` to leave it.
+pub type NextValue<'a> = dyn FnMut(Option<&[u8]>) -> Option<Vec<u8>> + 'a;
+
 /// One key-value store.
 pub trait KeyValue {
     /// The value under `key`, if any.
@@ -54,6 +58,15 @@ pub trait KeyValue {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<Swap, StoreError>;
+    /// Reads `key` and, when `next` makes a new value of what it read, swaps that in over it,
+    /// with the same guarantees as [`KeyValue::compare_and_swap`]: one round trip less than
+    /// a `get` followed by a compare-and-swap of what it returned. `Ok(None)` when `next`
+    /// declined to write.
+    fn read_and_swap(
+        &self,
+        key: &str,
+        next: &mut NextValue<'_>,
+    ) -> Result<Option<Swap>, StoreError>;
     /// Atomically adds `delta` to the counter under `key` (absent counts as 0) and returns the
     /// new value. Counters are only ever read through this call: stores encode them
     /// differently.

@@ -89,16 +89,42 @@ pub fn replace<T: Serialize>(
     store.compare_and_swap(key, Some(&old.raw), &encode(data, exp, random)?)
 }
 
-/// Writes a record under `key` only if nothing is there (as weak as the store's atomics
-/// for an absent key: Spin's SQLite store upserts; see [`super::KeyValue::compare_and_swap`]).
-pub fn insert<T: Serialize>(
+/// Reads the record under `key` and swaps in what `next` makes of it, reading once
+/// ([`KeyValue::read_and_swap`]). An expired or unreadable record is shown to `next` as
+/// absent, but it is still what the swap expects to replace. Returns whether the swap won and
+/// what `next` said besides the record.
+pub fn read_and_replace<T, R>(
     store: &dyn KeyValue,
     key: &str,
-    data: &T,
-    exp: UnixTime,
+    now: UnixTime,
     random: &dyn Random,
-) -> Result<Swap, StoreError> {
-    store.compare_and_swap(key, None, &encode(data, exp, random)?)
+    next: impl FnOnce(Option<&T>) -> (T, UnixTime, R),
+) -> Result<(Swap, R), StoreError>
+where
+    T: Serialize + DeserializeOwned,
+{
+    let mut next = Some(next);
+    let mut outcome: Option<Result<R, StoreError>> = None;
+    let swapped = store.read_and_swap(key, &mut |raw| {
+        let next = next.take()?;
+        let current = raw.and_then(|r| decode::<T>(r.to_vec(), now));
+        let (data, exp, said) = next(current.as_ref().map(|c| &c.data));
+        match encode(&data, exp, random) {
+            Ok(bytes) => {
+                outcome = Some(Ok(said));
+                Some(bytes)
+            }
+            Err(e) => {
+                outcome = Some(Err(e));
+                None
+            }
+        }
+    })?;
+    match (swapped, outcome) {
+        (Some(swap), Some(Ok(said))) => Ok((swap, said)),
+        (_, Some(Err(e))) => Err(e),
+        _ => Err(StoreError("the store did not read the record".into())),
+    }
 }
 
 /// Reads the record under `key`, lets `change` compute its next value, and swaps it in;
