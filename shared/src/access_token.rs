@@ -102,6 +102,32 @@ pub struct ValidAccessToken {
     pub record: AccessTokenRecord,
 }
 
+/// The bearer token of a request to a resource (userinfo, the Consents API), bound to the
+/// certificate the request presents (UI-3, RFC 8705 3): with mTLS on a certificate is
+/// required; every failure is 401 `invalid_token`.
+pub fn validate_bound_bearer(
+    request: &Request,
+    store: &dyn KeyValue,
+    clients: &Clients,
+    client_cert_header: &crate::config::ClientCertHeader,
+    now: UnixTime,
+) -> Result<ValidAccessToken, ProtocolError> {
+    let certificate = crate::certificate::ClientCertificate::presented(request, client_cert_header)
+        .map_err(|_| ProtocolError::InvalidToken("the client certificate cannot be read"))?;
+    if client_cert_header.mtls() && certificate.is_none() {
+        return Err(ProtocolError::InvalidToken(
+            "a client certificate is required (mTLS)",
+        ));
+    }
+    validate_bearer(
+        request,
+        store,
+        clients,
+        now,
+        certificate.as_ref().map(|c| c.x5t_s256()),
+    )
+}
+
 /// Reads `Authorization: Bearer <token>` and checks it against the store, the registrations
 /// (a client removed from `clients` loses its tokens at once) and the certificate presented
 /// on this request (`None` when mTLS is off).

@@ -5,8 +5,7 @@
 use serde_json::{Value, json};
 
 use super::Deps;
-use crate::access_token::{Grant, ValidAccessToken, validate_bearer};
-use crate::certificate::ClientCertificate;
+use crate::access_token::{Grant, ValidAccessToken, validate_bound_bearer};
 use crate::clients::Clients;
 use crate::clock::UnixTime;
 use crate::config::{ClientCertHeader, ConfigError, Issuer, Variables, required, var};
@@ -122,19 +121,12 @@ impl ConsentsEndpoint {
         deps: &Deps<'_>,
         now: UnixTime,
     ) -> Result<ValidAccessToken, ProtocolError> {
-        let certificate = ClientCertificate::presented(request, &self.client_cert_header)
-            .map_err(|_| ProtocolError::InvalidToken("the client certificate cannot be read"))?;
-        if self.client_cert_header.mtls() && certificate.is_none() {
-            return Err(ProtocolError::InvalidToken(
-                "a client certificate is required (mTLS)",
-            ));
-        }
-        let token = validate_bearer(
+        let token = validate_bound_bearer(
             request,
             deps.store,
             &self.clients,
+            &self.client_cert_header,
             now,
-            certificate.as_ref().map(|c| c.x5t_s256()),
         )?;
         if token.record.grant != Grant::ClientCredentials
             || !token.record.scope.iter().any(|s| s == "consents")
