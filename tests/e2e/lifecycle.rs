@@ -156,7 +156,7 @@ fn tok_16_19_a_refresh_token_lives_with_its_consent() {
         Some(&json!({ "data": {
             "loggedUser": { "document": { "identification": HOLDER_1_CPF, "rel": "CPF" } },
             "permissions": ["ACCOUNTS_READ", "RESOURCES_READ"],
-            "expirationDateTime": format_time(end),
+            "expirationDateTime": ciba::time::format(end),
         }})),
     );
     assert_eq!(response.status, 201, "{}", text(&response));
@@ -185,27 +185,6 @@ fn tok_16_19_a_refresh_token_lives_with_its_consent() {
     // Past refresh_token_ttl for the consent without end date (TOK-19).
     c.server.time.advance(86_400);
     assert_oauth_error(&refresh(&c, "tpp-1", &open_rt, ""), 400, "invalid_grant");
-}
-
-fn format_time(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // Civil date from days (H. Hinnant), for the test's own RFC 3339 text.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
 }
 
 /// A backchannel request by `id_token_hint`.
