@@ -215,18 +215,21 @@ fn private_key_jwt<'c>(
             "keys from jwks_uri are not supported yet",
         ));
     };
-    let verified =
-        verify_ps256(assertion, jwks.iter().map(|k| (k.kid.as_str(), &k.key))).map_err(|e| {
-            invalid(match e {
-                JwsError::AlgorithmNotAllowed => "the client assertion must be signed with PS256",
-                JwsError::UnknownKey => "the client assertion kid is not a key of this client",
-                JwsError::BadSignature => "the client assertion signature does not verify",
-                JwsError::Encrypted
-                | JwsError::Malformed
-                | JwsError::CriticalHeader
-                | JwsError::MalformedClaims => "the client assertion is malformed",
-            })
-        })?;
+    let verified = verify_ps256(
+        assertion,
+        jwks.iter().map(|k| (k.kid.as_str(), &k.verifier)),
+    )
+    .map_err(|e| {
+        invalid(match e {
+            JwsError::AlgorithmNotAllowed => "the client assertion must be signed with PS256",
+            JwsError::UnknownKey => "the client assertion kid is not a key of this client",
+            JwsError::BadSignature => "the client assertion signature does not verify",
+            JwsError::Encrypted
+            | JwsError::Malformed
+            | JwsError::CriticalHeader
+            | JwsError::MalformedClaims => "the client assertion is malformed",
+        })
+    })?;
     let iss = verified.str("iss");
     if iss != Some(client.client_id.as_str()) || verified.str("sub") != iss {
         return Err(invalid(

@@ -91,6 +91,8 @@ pub fn sign(content: &IdTokenContent<'_>, keys: &KeySet) -> Result<String, Proto
     }
     claims.insert("at_hash".into(), json!(content.at_hash));
     document_claims(&content.request.id_token_claims, content.user, &mut claims);
+    // Signed with `rsa` 0.9 through jwt-compact: inside Wasm its signature costs about half of
+    // 0.10's (BENCHMARKS.md, device approval), while 0.10 verifies faster (jose::ps256).
     Rsa::ps256()
         .token(&header, &Claims::new(claims), key.private_key())
         .map_err(|_| ProtocolError::ServerError("the id_token cannot be signed"))
@@ -212,21 +214,18 @@ pub fn verify_hint(
     if compact.split('.').count() == 3 && !has_kid {
         return Err(invalid("the id_token_hint header has no kid"));
     }
-    let verified = verify_ps256(
-        compact,
-        keys.all().iter().map(|k| (k.kid(), k.public_key())),
-    )
-    .map_err(|e| {
-        invalid(match e {
-            JwsError::Encrypted => "the id_token_hint must be a signed id_token",
-            JwsError::AlgorithmNotAllowed => "the id_token_hint is not signed with PS256",
-            JwsError::UnknownKey => "the id_token_hint was not signed by this server",
-            JwsError::BadSignature => "the id_token_hint signature does not verify",
-            JwsError::Malformed | JwsError::CriticalHeader | JwsError::MalformedClaims => {
-                "the id_token_hint is malformed"
-            }
-        })
-    })?;
+    let verified = verify_ps256(compact, keys.all().iter().map(|k| (k.kid(), k.verifier())))
+        .map_err(|e| {
+            invalid(match e {
+                JwsError::Encrypted => "the id_token_hint must be a signed id_token",
+                JwsError::AlgorithmNotAllowed => "the id_token_hint is not signed with PS256",
+                JwsError::UnknownKey => "the id_token_hint was not signed by this server",
+                JwsError::BadSignature => "the id_token_hint signature does not verify",
+                JwsError::Malformed | JwsError::CriticalHeader | JwsError::MalformedClaims => {
+                    "the id_token_hint is malformed"
+                }
+            })
+        })?;
     if !verified.has_certificate_thumbprint {
         return Err(invalid("the id_token_hint header has no x5t#S256"));
     }

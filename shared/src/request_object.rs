@@ -72,8 +72,8 @@ pub fn verify(
             "keys from jwks_uri are not supported yet",
         ));
     };
-    let verified =
-        verify_ps256(compact, jwks.iter().map(|k| (k.kid.as_str(), &k.key))).map_err(|e| {
+    let verified = verify_ps256(compact, jwks.iter().map(|k| (k.kid.as_str(), &k.verifier)))
+        .map_err(|e| {
             bad(match e {
                 JwsError::Encrypted => "the request object must be signed, not encrypted",
                 JwsError::AlgorithmNotAllowed => "the request object must be signed with PS256",

@@ -543,8 +543,8 @@ impl DeviceEndpoint {
                 "keys from jwks_uri are not supported yet",
             ));
         };
-        let verified =
-            verify_ps256(jws, jwks.iter().map(|k| (k.kid.as_str(), &k.key))).map_err(|_| {
+        let verified = verify_ps256(jws, jwks.iter().map(|k| (k.kid.as_str(), &k.verifier)))
+            .map_err(|_| {
                 bad("the login_hint_token signature does not verify with the client's keys")
             })?;
         if !verified

@@ -2,6 +2,8 @@
 
 use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, RsaPrivateKey, RsaPublicKey};
+
+use super::ps256::Ps256VerifyingKey;
 use serde::Deserialize;
 
 use super::{b64_decode, b64url, b64url_decode, x5t_s256};
@@ -132,7 +134,14 @@ impl RawJwk {
             return Err("a public key set must not hold private members");
         }
         let key = self.public_key()?;
-        Ok(PublicJwk { kid, key_use, key })
+        let verifier =
+            Ps256VerifyingKey::from_rsa09(&key).ok_or("n and e do not form an RSA public key")?;
+        Ok(PublicJwk {
+            kid,
+            key_use,
+            key,
+            verifier,
+        })
     }
 
     /// One of the AS's own private keys; signing keys need their certificate (KEY-4).
@@ -160,11 +169,14 @@ impl RawJwk {
                 _ => return Err("x5t#S256 does not match the x5c certificate"),
             }
         }
+        let verifier = Ps256VerifyingKey::from_rsa09(&public)
+            .ok_or("n and e do not form an RSA public key")?;
         Ok(PrivateJwk {
             kid,
             key_use,
             key,
             public,
+            verifier,
             certificate,
         })
     }
@@ -220,6 +232,8 @@ pub struct PublicJwk {
     pub key_use: KeyUse,
     /// The key.
     pub key: RsaPublicKey,
+    /// The same key, ready to verify PS256 (converted once, at load).
+    pub verifier: Ps256VerifyingKey,
 }
 
 /// One of the AS's private keys. It has no `Debug` or `Serialize` that could print the
@@ -229,6 +243,7 @@ pub struct PrivateJwk {
     key_use: KeyUse,
     key: RsaPrivateKey,
     public: RsaPublicKey,
+    verifier: Ps256VerifyingKey,
     certificate: Option<Certificate>,
 }
 
@@ -263,9 +278,14 @@ impl PrivateJwk {
         &self.key
     }
 
-    /// The public key, to verify what this key signed (HINT-5).
+    /// The public key.
     pub fn public_key(&self) -> &RsaPublicKey {
         &self.public
+    }
+
+    /// The PS256 verifier, to verify what this key signed (HINT-5).
+    pub fn verifier(&self) -> &Ps256VerifyingKey {
+        &self.verifier
     }
 
     /// The public half, as published at `jwks_uri` (KEY-1/2/4).

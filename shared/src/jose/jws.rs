@@ -2,13 +2,12 @@
 //! any key is touched, `none`/`RS256`/`HS*` never reach a verifier, a JWE (five parts) is
 //! refused, and no claim is read before the signature has verified.
 
-use jwt_compact::alg::Rsa;
 use jwt_compact::{AlgorithmExt, UntrustedToken};
-use rsa::RsaPublicKey;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::PS256;
+use super::ps256::{Ps256, Ps256VerifyingKey};
 
 /// Why a JWS was refused; the caller maps it to its endpoint's error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +63,7 @@ impl VerifiedJws {
 /// header each of the signer's keys is tried.
 pub fn verify_ps256<'k>(
     compact: &str,
-    keys: impl IntoIterator<Item = (&'k str, &'k RsaPublicKey)>,
+    keys: impl IntoIterator<Item = (&'k str, &'k Ps256VerifyingKey)>,
 ) -> Result<VerifiedJws, JwsError> {
     if compact.split('.').count() == 5 {
         return Err(JwsError::Encrypted);
@@ -79,7 +78,7 @@ pub fn verify_ps256<'k>(
         return Err(JwsError::CriticalHeader);
     }
     let wanted = header.key_id.as_deref();
-    let candidates: Vec<(&str, &RsaPublicKey)> = keys
+    let candidates: Vec<(&str, &Ps256VerifyingKey)> = keys
         .into_iter()
         .filter(|(kid, _)| wanted.is_none_or(|w| w == *kid))
         .collect();
@@ -88,7 +87,7 @@ pub fn verify_ps256<'k>(
     }
     let mut outcome = Err(JwsError::BadSignature);
     for (kid, key) in candidates {
-        match Rsa::ps256()
+        match Ps256
             .validator::<Map<String, Value>>(key)
             .validate(&untrusted)
         {

@@ -5,6 +5,7 @@ pub mod jwe;
 pub mod jwk;
 pub mod jws;
 pub mod keys;
+pub mod ps256;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
