@@ -87,7 +87,7 @@ pub fn target_installed(target: &str) -> anyhow::Result<bool> {
 }
 
 /// Adds `target` through rustup when the toolchain lacks it.
-fn ensure_target(target: &str) -> anyhow::Result<()> {
+pub fn ensure_target(target: &str) -> anyhow::Result<()> {
     if target_installed(target)? {
         return Ok(());
     }

@@ -11,3 +11,4 @@ pub mod routes;
 pub mod runtime;
 pub mod server;
 pub mod variables;
+pub mod wasm_bench;

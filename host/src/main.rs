@@ -10,6 +10,8 @@
 //! - `ciba-host request --consent ID [...]`: prints a signed backchannel request object of
 //!   the demo client; `ciba-host qr --auth-req-id ID`: prints the QR code's
 //!   login_hint_token for an as-generated request (both for trying the flow by hand).
+//! - `ciba-host wasm-bench [--samples N] [--native] [--json FILE]`: times the shared crate's
+//!   hot steps inside Wasm on this host's engine settings (and natively with `--native`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,6 +33,9 @@ struct Args {
     state_dir: Option<String>,
     overrides: Overrides,
     demo: HashMap<&'static str, String>,
+    samples: usize,
+    native: bool,
+    json: Option<PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -44,6 +49,9 @@ fn parse_args() -> anyhow::Result<Args> {
         state_dir: None,
         overrides: Overrides::default(),
         demo: HashMap::new(),
+        samples: 101,
+        native: false,
+        json: None,
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
@@ -72,6 +80,15 @@ fn parse_args() -> anyhow::Result<Args> {
             "--auth-req-id" => _ = out.demo.insert("auth_req_id", value("--auth-req-id")?),
             "--kid" => _ = out.demo.insert("kid", value("--kid")?),
             "--use" => _ = out.demo.insert("use", value("--use")?),
+            "--samples" => {
+                out.samples = value("--samples")?
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .context("--samples takes a positive number")?
+            }
+            "--native" => out.native = true,
+            "--json" => out.json = Some(value("--json")?.into()),
             other => bail!("unknown argument {other}; see `ciba-host help`"),
         }
     }
@@ -91,7 +108,10 @@ const HELP: &str = "ciba-host: runs this Spin bundle without Spin
                                        print a new RSA-2048 private JWK: a signing key (PS256) with a
                                        self-signed x5c certificate, or an encryption key (RSA-OAEP)
   ciba-host qr --auth-req-id ID [--listen ADDR]
-                                       print the login_hint_token of an as-generated request's QR code";
+                                       print the login_hint_token of an as-generated request's QR code
+  ciba-host wasm-bench [--samples N] [--native] [--json FILE]
+                                       build the shared crate's hot steps for wasm32-wasip2 and time
+                                       them on this host's engine settings (--native: natively too)";
 
 #[tokio::main]
 async fn main() {
@@ -150,6 +170,22 @@ async fn run() -> anyhow::Result<()> {
                 "{}",
                 folder.demo_qr_token(&format!("http://{}", args.listen), id)?
             );
+            return Ok(());
+        }
+        "wasm-bench" => {
+            let report = ciba_host::wasm_bench::run(
+                &manifest.dir,
+                &ciba_host::wasm_bench::Options {
+                    samples: args.samples,
+                    native: args.native,
+                },
+            )
+            .await?;
+            println!("{}", ciba_host::wasm_bench::table(&report));
+            if let Some(file) = &args.json {
+                std::fs::write(file, serde_json::to_string_pretty(&report)? + "\n")
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+            }
             return Ok(());
         }
         "up" => {}

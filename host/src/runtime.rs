@@ -372,6 +372,15 @@ impl atomics::HostCas for Ctx {
     }
 }
 
+/// The engine's settings: wasmtime's defaults (Cranelift, its default optimisation level),
+/// with the component model's async support, as WASIp3 needs. `ciba-host wasm-bench` runs on
+/// the same settings, so its figures are the components'.
+pub fn engine_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model_async(true);
+    config
+}
+
 /// The engine and linker, made once per process, and the components compiled so far.
 pub struct Runtime {
     engine: Engine,
@@ -380,11 +389,9 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// An engine with the component model's async support, as WASIp3 needs.
+    /// An engine on [`engine_config`].
     pub fn new() -> anyhow::Result<Self> {
-        let mut config = Config::new();
-        config.wasm_component_model_async(true);
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&engine_config())?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi::p3::add_to_linker(&mut linker)?;
