@@ -127,13 +127,23 @@ pub enum State {
     Consumed,
 }
 
-/// A claim asked for in the `claims` parameter (OIDC 5.5.1; BCA-22).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A claim asked for in the `claims` parameter (OIDC 5.5.1; BCA-22). Its values are CPFs or
+/// CNPJs: `Debug` counts them and prints none.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimRequest {
     /// `essential`.
     pub essential: bool,
     /// `value`, or the members of `values`.
     pub values: Vec<String>,
+}
+
+impl std::fmt::Debug for ClaimRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimRequest")
+            .field("essential", &self.essential)
+            .field("values", &format_args!("[{} redacted]", self.values.len()))
+            .finish()
+    }
 }
 
 /// The claims asked for one target (`id_token` or `userinfo`).
@@ -185,8 +195,9 @@ pub enum DenialReason {
     ConsentUnavailable,
 }
 
-/// A backchannel authentication request as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A backchannel authentication request as stored. Its `Debug` leaves out the token salt and
+/// the id_token (secrets of the grant, TKN-1); every other field is an identifier or a choice.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthRequest {
     /// The client it is bound to (TOK-4).
     pub client_id: String,
@@ -223,6 +234,51 @@ pub struct AuthRequest {
     pub at_hash: String,
     /// The id_token signed at approval (TKN-4…9).
     pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for AuthRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so that a new field must be placed here, printed or redacted.
+        let Self {
+            client_id,
+            consent_id,
+            scope,
+            hint,
+            subject,
+            binding_message,
+            acr,
+            id_token_claims,
+            userinfo_claims,
+            created,
+            expires_at,
+            status,
+            decision,
+            denial,
+            token_salt,
+            at_hash,
+            id_token,
+        } = self;
+        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "[redacted]");
+        f.debug_struct("AuthRequest")
+            .field("client_id", client_id)
+            .field("consent_id", consent_id)
+            .field("scope", scope)
+            .field("hint", hint)
+            .field("subject", subject)
+            .field("binding_message", binding_message)
+            .field("acr", acr)
+            .field("id_token_claims", id_token_claims)
+            .field("userinfo_claims", userinfo_claims)
+            .field("created", created)
+            .field("expires_at", expires_at)
+            .field("status", status)
+            .field("decision", decision)
+            .field("denial", denial)
+            .field("token_salt", &redacted(token_salt))
+            .field("at_hash", at_hash)
+            .field("id_token", &redacted(id_token))
+            .finish()
+    }
 }
 
 /// A move the state machine does not allow from the state the request is in.

@@ -10,9 +10,18 @@ use crate::http::Request;
 /// Most parameters a form may carry; no endpoint needs more than a dozen.
 const MAX_PARAMETERS: usize = 64;
 
-/// A form whose parameter names are unique.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A form whose parameter names are unique. Its values are client assertions, request
+/// objects, `auth_req_id`s and refresh tokens: `Debug` prints the names only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Form(Vec<(String, String)>);
+
+impl std::fmt::Debug for Form {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Form")
+            .field(&self.names().collect::<Vec<_>>())
+            .finish()
+    }
+}
 
 impl Form {
     /// Parses the body of a form POST; the content type must say so (BCA-1, TOK-1).

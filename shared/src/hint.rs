@@ -32,8 +32,8 @@ pub struct AdHint {
 /// How long an AD-generated hint's record outlives the hint.
 const AD_HINT_RETENTION: i64 = 600;
 
-/// The holder a hint resolved to, or none yet (as-generated).
-#[derive(Debug)]
+/// The holder a hint resolved to, or none yet (as-generated). `Debug` leaves out the
+/// AD-generated id (single use: whoever holds it names the holder, HINT-13).
 pub struct ResolvedHint<'u> {
     /// Which hint it was.
     pub kind: HintKind,
@@ -41,6 +41,16 @@ pub struct ResolvedHint<'u> {
     pub user: Option<&'u User>,
     /// An AD-generated id to use up once the request is accepted (HINT-13).
     ad_hint_id: Option<String>,
+}
+
+impl std::fmt::Debug for ResolvedHint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedHint")
+            .field("kind", &self.kind)
+            .field("user", &self.user)
+            .field("ad_hint_id", &self.ad_hint_id.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 impl ResolvedHint<'_> {

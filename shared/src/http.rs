@@ -31,8 +31,10 @@ impl Method {
     }
 }
 
-/// An incoming request, fully read.
-#[derive(Debug, Clone)]
+/// An incoming request, fully read. `Debug` prints the method and the header names only: the
+/// path may hold an `auth_req_id` (the device API), the headers a bearer token or the device
+/// token, the body a client assertion or a request object.
+#[derive(Clone)]
 pub struct Request {
     /// The method.
     pub method: Method,
@@ -46,6 +48,30 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path_info", &Redacted(self.path_info.len()))
+            .field("query", &self.query.as_ref().map(|q| Redacted(q.len())))
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("body", &Redacted(self.body.len()))
+            .finish()
+    }
+}
+
+/// `[redacted N bytes]`: how much there was, not what.
+struct Redacted(usize);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[redacted {} bytes]", self.0)
+    }
+}
+
 impl Request {
     /// All values of header `name` (lower case).
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
@@ -56,8 +82,9 @@ impl Request {
     }
 }
 
-/// An outgoing response.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An outgoing response. `Debug` prints the body of an error response (fixed strings,
+/// [`crate::error`]) and only the size of any other: it may hold tokens, an id_token, a CPF.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Response {
     /// The status code.
     pub status: u16,
@@ -67,6 +94,20 @@ pub struct Response {
     pub body: Vec<u8>,
     /// The protocol error this response reports, for the adapter's log line (never sent).
     pub error: Option<crate::error::ProtocolError>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = f.debug_struct("Response");
+        out.field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("error", &self.error);
+        match self.error {
+            Some(_) => out.field("body", &String::from_utf8_lossy(&self.body)),
+            None => out.field("body", &Redacted(self.body.len())),
+        };
+        out.finish()
+    }
 }
 
 impl Response {

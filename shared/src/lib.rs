@@ -46,3 +46,5 @@ mod config_tests;
 pub(crate) mod fixtures;
 #[cfg(test)]
 mod flow_tests;
+#[cfg(test)]
+mod redaction_tests;

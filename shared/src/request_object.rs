@@ -50,14 +50,25 @@ pub fn from_form(form: &Form) -> Result<&str, ProtocolError> {
 }
 
 /// A request object whose signature verified with its client's keys and whose registered
-/// claims passed; its other claims may now be read.
-#[derive(Debug, Clone)]
+/// claims passed; its other claims may now be read. Its claims carry hints (an id_token, a
+/// hint id) and claim values (a CPF, a CNPJ): `Debug` names them without their values.
+#[derive(Clone)]
 pub struct VerifiedRequestObject {
     claims: Map<String, Value>,
     /// `jti`, single-use (BCA-11).
     pub jti: String,
     /// `exp`: the `jti` is remembered until then, plus the skew.
     pub exp: UnixTime,
+}
+
+impl std::fmt::Debug for VerifiedRequestObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedRequestObject")
+            .field("claims", &crate::jose::jws::ClaimNames(&self.claims))
+            .field("jti", &self.jti)
+            .field("exp", &self.exp)
+            .finish()
+    }
 }
 
 /// BCA-5…10: verifies `compact` as the request object of `client`.
@@ -128,8 +139,10 @@ pub fn verify(
     })
 }
 
-/// The hint, exactly one of three (BCA-15).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The hint, exactly one of three (BCA-15). `Debug` prints the consent id of a `login_hint`
+/// (it is in the scope too) but neither an `id_token_hint` (a token) nor an AD-generated hint
+/// id (single use: whoever holds it names the holder, HINT-13).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Hint {
     /// `login_hint`: the consent id (HINT-16).
     LoginHint(String),
@@ -139,6 +152,17 @@ pub enum Hint {
     AdGenerated(String),
     /// `login_hint_token` of the AS-generated type (HINT-14).
     AsGenerated,
+}
+
+impl std::fmt::Debug for Hint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::LoginHint(consent_id) => f.debug_tuple("LoginHint").field(consent_id).finish(),
+            Self::IdTokenHint(_) => f.write_str("IdTokenHint([redacted])"),
+            Self::AdGenerated(_) => f.write_str("AdGenerated([redacted])"),
+            Self::AsGenerated => f.write_str("AsGenerated"),
+        }
+    }
 }
 
 /// A backchannel request whose every parameter has the shape the profile allows.

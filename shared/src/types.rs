@@ -33,13 +33,27 @@ macro_rules! document_serde {
     };
 }
 
+/// Personal data (LGPD): `Debug` prints the type only, so no log line, panic or assertion
+/// message carries the number, and neither does anything that derives `Debug` around it (a
+/// user, a consent).
+macro_rules! redacted_debug {
+    ($type:ident) => {
+        impl std::fmt::Debug for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($type), "([redacted])"))
+            }
+        }
+    };
+}
+
 /// A CPF: 11 digits as a string, leading zeros kept, no punctuation, check digits right
 /// (FAPI-BR 5.2.2.3, TKN-9).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct Cpf(String);
 
 document_serde!(Cpf, "not a valid CPF");
+redacted_debug!(Cpf);
 
 impl Cpf {
     /// Parses `^\d{11}$` and checks both check digits (mod 11).
@@ -61,11 +75,12 @@ impl Cpf {
 /// A CNPJ, in either form the Receita Federal issues (FAPI-BR 5.2.2.4, TKN-9, AMB-24): 14
 /// digits, or since July 2026 (IN RFB 2.229/2024) 12 characters of `[0-9A-Z]` then 2 digits.
 /// Both check digits are verified.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct Cnpj(String);
 
 document_serde!(Cnpj, "not a valid CNPJ");
+redacted_debug!(Cnpj);
 
 impl Cnpj {
     /// Parses `^[0-9A-Z]{12}\d{2}$` and checks both check digits: mod 11 with weights 2..=9

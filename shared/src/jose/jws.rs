@@ -33,8 +33,9 @@ struct ExtraHeader {
     crit: Option<Value>,
 }
 
-/// A JWS whose PS256 signature verified; its claims may now be read.
-#[derive(Debug, Clone)]
+/// A JWS whose PS256 signature verified; its claims may now be read. `Debug` names its claims
+/// without their values ([`ClaimNames`]).
+#[derive(Clone)]
 pub struct VerifiedJws {
     /// The `kid` of the key that verified it.
     pub kid: String,
@@ -50,6 +51,30 @@ pub struct VerifiedJws {
     pub iat: Option<i64>,
     /// Every other claim.
     pub claims: Map<String, Value>,
+}
+
+impl std::fmt::Debug for VerifiedJws {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedJws")
+            .field("kid", &self.kid)
+            .field("typ", &self.typ)
+            .field("has_certificate_thumbprint", &self.has_certificate_thumbprint)
+            .field("exp", &self.exp)
+            .field("nbf", &self.nbf)
+            .field("iat", &self.iat)
+            .field("claims", &ClaimNames(&self.claims))
+            .finish()
+    }
+}
+
+/// Prints the names of a JWT's claims, never their values: the claims of a request object, an
+/// id_token or a QR token carry tokens, hint ids, CPFs and CNPJs.
+pub struct ClaimNames<'a>(pub &'a Map<String, Value>);
+
+impl std::fmt::Debug for ClaimNames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 impl VerifiedJws {

@@ -30,9 +30,16 @@ pub struct Ps256VerifyingKey(rsa10::pss::VerifyingKey<Sha256>);
 /// A private key ready to make PS256 signatures. No `Debug`: nothing may print it.
 pub struct Ps256SigningKey(rsa10::pss::SigningKey<Sha256>);
 
-/// A PS256 signature, as the JWS carries it.
-#[derive(Debug, Clone)]
+/// A PS256 signature, as the JWS carries it (an id_token's is part of that token): `Debug`
+/// prints its length only.
+#[derive(Clone)]
 pub struct Ps256Signature(Box<[u8]>);
+
+impl std::fmt::Debug for Ps256Signature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Ps256Signature([redacted {} bytes])", self.0.len())
+    }
+}
 
 /// The largest modulus accepted anywhere (bits), as for `rsa` 0.9 keys in `jwk`.
 const MAX_MODULUS_BITS: usize = 16384;

@@ -5,11 +5,19 @@ use std::sync::Mutex;
 
 use super::{KeyValue, NextValue, StoreError, Swap};
 
-/// A store in a `HashMap` behind a lock.
-#[derive(Debug, Default)]
+/// A store in a `HashMap` behind a lock. `Debug` prints how much it holds, not its records.
+#[derive(Default)]
 pub struct MemoryStore {
     values: Mutex<HashMap<String, Vec<u8>>>,
     counters: Mutex<HashMap<String, i64>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl MemoryStore {

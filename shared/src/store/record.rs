@@ -19,14 +19,24 @@ struct Envelope<T> {
     data: T,
 }
 
-/// A record as read: its data, and the bytes to expect in a compare-and-swap.
-#[derive(Debug, Clone)]
+/// A record as read: its data, and the bytes to expect in a compare-and-swap. `Debug` prints
+/// the data through its own `Debug` (which redacts its secrets), never the stored bytes.
+#[derive(Clone)]
 pub struct Stored<T> {
     /// The data.
     pub data: T,
     /// When it stops existing.
     pub exp: UnixTime,
     raw: Vec<u8>,
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Stored<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stored")
+            .field("data", &self.data)
+            .field("exp", &self.exp)
+            .finish_non_exhaustive()
+    }
 }
 
 fn encode<T: Serialize>(
