@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
-use crate::{cold, flow, load, report};
+use crate::{cold, flow, report};
 
 const HELP: &str = "ciba-bench: end-to-end load benchmark of the CIBA bundle
 
@@ -28,19 +28,11 @@ const HELP: &str = "ciba-bench: end-to-end load benchmark of the CIBA bundle
                         (default target/release/ciba-host, skipped when absent); --no-cold-start skips it";
 
 struct Args {
-    base: String,
+    registrations: flow::Registrations,
     requests: usize,
     concurrency: usize,
     json: Option<PathBuf>,
     svg: Option<PathBuf>,
-    dev_dir: PathBuf,
-    client_id: String,
-    client_key: Option<PathBuf>,
-    subject: String,
-    cpf: String,
-    device_token_file: Option<PathBuf>,
-    cert_header: Option<String>,
-    cert_file: Option<PathBuf>,
     manifest: PathBuf,
     host_bin: PathBuf,
     cold_start: bool,
@@ -48,39 +40,25 @@ struct Args {
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<Args>> {
     let mut out = Args {
-        base: "http://127.0.0.1:3000".into(),
+        registrations: flow::Registrations::default(),
         requests: 2000,
         concurrency: 8,
         json: None,
         svg: None,
-        dev_dir: ".dev".into(),
-        client_id: "demo-client".into(),
-        client_key: None,
-        subject: "demo-user-1".into(),
-        cpf: "52998224725".into(),
-        device_token_file: None,
-        cert_header: None,
-        cert_file: None,
         manifest: "spin.toml".into(),
         host_bin: "target/release/ciba-host".into(),
         cold_start: true,
     };
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        if out.registrations.take(&arg, &mut value)? {
+            continue;
+        }
         match arg.as_str() {
-            "--base" => out.base = value()?,
             "--requests" => out.requests = value()?.parse().context("--requests")?,
             "--concurrency" => out.concurrency = value()?.parse().context("--concurrency")?,
             "--json" => out.json = Some(value()?.into()),
             "--svg" => out.svg = Some(value()?.into()),
-            "--dev-dir" => out.dev_dir = value()?.into(),
-            "--client-id" => out.client_id = value()?,
-            "--client-key" => out.client_key = Some(value()?.into()),
-            "--subject" => out.subject = value()?,
-            "--cpf" => out.cpf = value()?,
-            "--device-token-file" => out.device_token_file = Some(value()?.into()),
-            "--cert-header" => out.cert_header = Some(value()?),
-            "--cert-file" => out.cert_file = Some(value()?.into()),
             "--manifest" => out.manifest = value()?.into(),
             "--host-bin" => out.host_bin = value()?.into(),
             "--no-cold-start" => out.cold_start = false,
@@ -91,9 +69,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<A
     if out.requests == 0 || out.concurrency == 0 {
         bail!("--requests and --concurrency must be at least 1");
     }
-    if out.cert_header.is_some() != out.cert_file.is_some() {
-        bail!("--cert-header and --cert-file go together");
-    }
+    out.registrations.check()?;
     Ok(Some(out))
 }
 
@@ -117,33 +93,7 @@ pub fn main() {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let key_file = args
-        .client_key
-        .clone()
-        .unwrap_or_else(|| args.dev_dir.join("demo_client_private_key.json"));
-    let mut client = flow::Client::load(&args.client_id, &key_file)?;
-    if let (Some(name), Some(file)) = (&args.cert_header, &args.cert_file) {
-        client = client.with_cert(name, file)?;
-    }
-    let token_file = args
-        .device_token_file
-        .clone()
-        .unwrap_or_else(|| args.dev_dir.join("device_api_token.txt"));
-    let device_token = std::fs::read_to_string(&token_file)
-        .with_context(|| format!("cannot read {}", token_file.display()))?
-        .trim()
-        .to_string();
-    let mut bench = flow::Bench {
-        target: load::Target::parse(&args.base)?,
-        client,
-        subject: args.subject.clone(),
-        cpf: args.cpf.clone(),
-        device_token,
-        issuer: String::new(),
-        token_endpoint: String::new(),
-        concurrency: args.concurrency,
-    };
-    bench.discover().await?;
+    let bench = args.registrations.bench(args.concurrency).await?;
     let date = report::rfc3339(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
@@ -159,7 +109,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Err(e) => (Vec::new(), format!("no sizes: {e:#}")),
         Ok(mut table) if args.cold_start && args.host_bin.exists() => {
             eprintln!("first requests on a fresh {}", args.host_bin.display());
-            let note = cold::measure(&args.host_bin, &args.manifest, &args.dev_dir, &mut table)
+            let dev_dir = &args.registrations.dev_dir;
+            let note = cold::measure(&args.host_bin, &args.manifest, dev_dir, &mut table)
                 .await
                 .unwrap_or_else(|e| format!("first requests not measured: {e:#}"));
             (table, note)
@@ -178,7 +129,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
 
     let report = report::Report {
-        base: args.base.clone(),
+        base: args.registrations.base.clone(),
         requests: args.requests,
         concurrency: args.concurrency,
         date,
@@ -212,10 +163,10 @@ mod tests {
         let a = parse(&[]).unwrap().unwrap();
         assert_eq!(
             (
-                a.base.as_str(),
+                a.registrations.base.as_str(),
                 a.requests,
                 a.concurrency,
-                a.client_id.as_str()
+                a.registrations.client_id.as_str()
             ),
             ("http://127.0.0.1:3000", 2000, 8, "demo-client")
         );
@@ -223,7 +174,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(
-            (a.base.as_str(), a.requests, a.cold_start),
+            (a.registrations.base.as_str(), a.requests, a.cold_start),
             ("http://h:1", 5, false)
         );
         assert!(parse(&["--cert-header", "x-cert"]).is_err());

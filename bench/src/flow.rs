@@ -2,7 +2,7 @@
 //! it prepares, and the load scenarios in the order the CIBA flow needs them: every signed
 //! input of a scenario is made before that scenario's clock starts.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -24,13 +24,15 @@ pub const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
 /// The acr the device approves at.
 pub const LOA2: &str = "urn:brasil:openbanking:loa2";
 /// Everything but RFC 3986 unreserved characters: ids and tokens (base64url) pass as they are.
-const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
+pub const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
-const FORM: &str = "application/x-www-form-urlencoded";
-const JSON: &str = "application/json";
+/// The media type of form bodies.
+pub const FORM: &str = "application/x-www-form-urlencoded";
+/// The media type of the device and Consents APIs.
+pub const JSON: &str = "application/json";
 
 /// The client the benchmark acts as.
 pub struct Client {
@@ -76,6 +78,113 @@ impl Client {
     }
 }
 
+/// The registrations a run acts as, from the command line: the server, the client and its
+/// key (and certificate behind an mTLS proxy), the holder, the device token. The defaults are
+/// `ciba-host dev`'s (its `.dev/` folder).
+#[derive(Debug, Clone)]
+pub struct Registrations {
+    /// `--base`: the running server (http:// only).
+    pub base: String,
+    /// `--dev-dir`: where `ciba-host dev` wrote its material.
+    pub dev_dir: PathBuf,
+    /// `--client-id`.
+    pub client_id: String,
+    /// `--client-key`: the client's private JWK (or JWK Set); default in `dev_dir`.
+    pub client_key: Option<PathBuf>,
+    /// `--subject`: the holder's `sub`.
+    pub subject: String,
+    /// `--cpf`: the holder's CPF.
+    pub cpf: String,
+    /// `--device-token-file`; default in `dev_dir`.
+    pub device_token_file: Option<PathBuf>,
+    /// `--cert-header`: the header an mTLS proxy forwards the certificate in.
+    pub cert_header: Option<String>,
+    /// `--cert-file`: the client's PEM certificate.
+    pub cert_file: Option<PathBuf>,
+}
+
+impl Default for Registrations {
+    fn default() -> Self {
+        Self {
+            base: "http://127.0.0.1:3000".into(),
+            dev_dir: ".dev".into(),
+            client_id: "demo-client".into(),
+            client_key: None,
+            subject: "demo-user-1".into(),
+            cpf: "52998224725".into(),
+            device_token_file: None,
+            cert_header: None,
+            cert_file: None,
+        }
+    }
+}
+
+impl Registrations {
+    /// Takes `arg` (and its value, from `value`) when it is a registration option; `false`
+    /// for any other argument.
+    pub fn take(
+        &mut self,
+        arg: &str,
+        value: &mut dyn FnMut() -> anyhow::Result<String>,
+    ) -> anyhow::Result<bool> {
+        match arg {
+            "--base" => self.base = value()?,
+            "--dev-dir" => self.dev_dir = value()?.into(),
+            "--client-id" => self.client_id = value()?,
+            "--client-key" => self.client_key = Some(value()?.into()),
+            "--subject" => self.subject = value()?,
+            "--cpf" => self.cpf = value()?,
+            "--device-token-file" => self.device_token_file = Some(value()?.into()),
+            "--cert-header" => self.cert_header = Some(value()?),
+            "--cert-file" => self.cert_file = Some(value()?.into()),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The options that only make sense together.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.cert_header.is_some() == self.cert_file.is_some(),
+            "--cert-header and --cert-file go together"
+        );
+        Ok(())
+    }
+
+    /// Reads the key, the certificate and the device token, then the server's discovery
+    /// document.
+    pub async fn bench(&self, concurrency: usize) -> anyhow::Result<Bench> {
+        let key_file = self
+            .client_key
+            .clone()
+            .unwrap_or_else(|| self.dev_dir.join("demo_client_private_key.json"));
+        let mut client = Client::load(&self.client_id, &key_file)?;
+        if let (Some(name), Some(file)) = (&self.cert_header, &self.cert_file) {
+            client = client.with_cert(name, file)?;
+        }
+        let token_file = self
+            .device_token_file
+            .clone()
+            .unwrap_or_else(|| self.dev_dir.join("device_api_token.txt"));
+        let device_token = std::fs::read_to_string(&token_file)
+            .with_context(|| format!("cannot read {}", token_file.display()))?
+            .trim()
+            .to_string();
+        let mut bench = Bench {
+            target: Target::parse(&self.base)?,
+            client,
+            subject: self.subject.clone(),
+            cpf: self.cpf.clone(),
+            device_token,
+            issuer: String::new(),
+            token_endpoint: String::new(),
+            concurrency,
+        };
+        bench.discover().await?;
+        Ok(bench)
+    }
+}
+
 /// Everything the scenarios need.
 pub struct Bench {
     /// The server.
@@ -97,7 +206,7 @@ pub struct Bench {
 }
 
 /// Runs `f(0..n)` on every core, keeping the order.
-fn parallel<T: Send>(
+pub fn parallel<T: Send>(
     n: usize,
     f: impl Fn(usize) -> anyhow::Result<T> + Sync,
 ) -> anyhow::Result<Vec<T>> {
@@ -120,11 +229,13 @@ fn parallel<T: Send>(
     })
 }
 
-fn form_value(text: &str) -> String {
+/// `text` as a form value.
+pub fn form_value(text: &str) -> String {
     utf8_percent_encode(text, ESCAPED).to_string()
 }
 
-fn unix_now() -> anyhow::Result<u64> {
+/// The time, in seconds since the epoch.
+pub fn unix_now() -> anyhow::Result<u64> {
     Ok(std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs())
@@ -155,17 +266,7 @@ impl Bench {
     /// `n` fresh client assertions (single use, CLI-6), the form fields that carry them.
     pub fn client_auths(&self, n: usize) -> anyhow::Result<Vec<String>> {
         let started = Instant::now();
-        let out = parallel(n, |_| {
-            let a = devkeys::client_assertion(
-                &self.client.key,
-                &self.client.kid,
-                &self.client.id,
-                &self.token_endpoint,
-            )?;
-            Ok(format!(
-                "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={a}"
-            ))
-        })?;
+        let out = parallel(n, |_| self.client_auth())?;
         eprintln!(
             "  signed {n} client assertions in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -173,11 +274,40 @@ impl Bench {
         Ok(out)
     }
 
-    /// A signed backchannel request object for `consent_id`, `login_hint` = the consent id.
-    pub fn request_object(&self, consent_id: &str) -> anyhow::Result<String> {
+    /// One fresh client assertion (single use, CLI-6), as the form fields that carry it.
+    pub fn client_auth(&self) -> anyhow::Result<String> {
+        let a = devkeys::client_assertion(
+            &self.client.key,
+            &self.client.kid,
+            &self.client.id,
+            &self.token_endpoint,
+        )?;
+        Ok(format!(
+            "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={a}"
+        ))
+    }
+
+    /// `claims` signed PS256 with the client's key (its `kid`, and `typ` when given).
+    pub fn sign(&self, claims: Value, typ: Option<&str>) -> anyhow::Result<String> {
         use jwt_compact::{AlgorithmExt, Claims, Header};
+        let mut header = Header::empty().with_key_id(&self.client.kid);
+        if let Some(typ) = typ {
+            header = header.with_token_type(typ);
+        }
+        Ok(
+            jwt_compact::alg::Rsa::ps256().token(
+                &header,
+                &Claims::new(claims),
+                &self.client.key,
+            )?,
+        )
+    }
+
+    /// The claims of a backchannel request object for `consent_id` (fresh `jti`, five
+    /// minutes), `login_hint` = the consent id.
+    pub fn request_claims(&self, consent_id: &str) -> anyhow::Result<Value> {
         let now = unix_now()?;
-        let claims = json!({
+        Ok(json!({
             "iss": self.client.id,
             "aud": self.issuer,
             "iat": now,
@@ -186,12 +316,12 @@ impl Bench {
             "jti": devkeys::random_token()?,
             "scope": format!("openid consent:{consent_id}"),
             "login_hint": consent_id,
-        });
-        Ok(jwt_compact::alg::Rsa::ps256().token(
-            &Header::empty().with_key_id(&self.client.kid),
-            &Claims::new(claims),
-            &self.client.key,
-        )?)
+        }))
+    }
+
+    /// A signed backchannel request object for `consent_id`, `login_hint` = the consent id.
+    pub fn request_object(&self, consent_id: &str) -> anyhow::Result<String> {
+        self.sign(self.request_claims(consent_id)?, None)
     }
 
     /// A form POST to `path` from the client (with its certificate).

@@ -121,9 +121,11 @@ pub struct Run {
     pub elapsed: Duration,
 }
 
-type Sender = SendRequest<Full<Bytes>>;
+/// One HTTP/1.1 connection's request half.
+pub type Sender = SendRequest<Full<Bytes>>;
 
-async fn connect(authority: &str) -> anyhow::Result<Sender> {
+/// Opens a keep-alive connection to `authority` (`TCP_NODELAY`).
+pub async fn connect(authority: &str) -> anyhow::Result<Sender> {
     let stream = tokio::net::TcpStream::connect(authority)
         .await
         .with_context(|| format!("cannot connect to {authority}"))?;
@@ -135,7 +137,8 @@ async fn connect(authority: &str) -> anyhow::Result<Sender> {
     Ok(sender)
 }
 
-async fn send(sender: &mut Sender, authority: &str, req: &Req) -> anyhow::Result<(u16, Bytes)> {
+/// Sends `req` on `sender` and reads the whole response.
+pub async fn send(sender: &mut Sender, authority: &str, req: &Req) -> anyhow::Result<(u16, Bytes)> {
     let mut builder = http::Request::builder()
         .method(req.method.clone())
         .uri(req.path.as_str())

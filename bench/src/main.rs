@@ -8,19 +8,8 @@
 //! local host. A table on stdout; `--json FILE` and `--svg FILE` for the same figures.
 
 #[cfg(not(target_family = "wasm"))]
-mod app;
-#[cfg(not(target_family = "wasm"))]
-mod cold;
-#[cfg(not(target_family = "wasm"))]
-mod flow;
-#[cfg(not(target_family = "wasm"))]
-mod load;
-#[cfg(not(target_family = "wasm"))]
-mod report;
-
-#[cfg(not(target_family = "wasm"))]
 fn main() {
-    app::main();
+    ciba_bench::app::main();
 }
 
 /// A native tool: it has no dependencies and no code on Wasm, where CI lints the whole
