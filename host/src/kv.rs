@@ -2,9 +2,12 @@
 //! (`crates/key-value-spin`): every label's pairs in one table, `increment` as an 8-byte
 //! little-endian integer inside a transaction, and compare-and-swap as an `UPDATE … WHERE
 //! value = <value read by current>`, or an unconditional upsert when the key was absent.
+//!
+//! Also [`KvFaults`]: the count of the key-value calls components make, and a fault injected
+//! at the N-th (`ciba-host up --fail-kv-op N`, and the fault tests).
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -15,6 +18,7 @@ pub type KvError = String;
 /// The SQLite-backed store shared by every component instance.
 pub struct SqliteKv {
     conn: Mutex<Connection>,
+    faults: KvFaults,
 }
 
 fn sql(e: rusqlite::Error) -> KvError {
@@ -55,7 +59,19 @@ impl SqliteKv {
         )?;
         Ok(Self {
             conn: Mutex::new(conn),
+            faults: KvFaults::default(),
         })
+    }
+
+    /// The same store, counting (and failing) components' calls through `faults`.
+    pub fn with_faults(mut self, faults: KvFaults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// The count of components' calls, and the fault to inject.
+    pub fn faults(&self) -> &KvFaults {
+        &self.faults
     }
 
     fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, KvError> {
@@ -174,6 +190,99 @@ impl SqliteKv {
     }
 }
 
+/// One key-value call a component makes through `wasi:keyvalue` (opening a bucket and making
+/// a compare-and-swap handle touch no data and are not counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvOp {
+    /// `bucket.get`.
+    Get,
+    /// `bucket.set`.
+    Set,
+    /// `bucket.delete`.
+    Delete,
+    /// `bucket.exists`.
+    Exists,
+    /// `bucket.list-keys`.
+    ListKeys,
+    /// `atomics.increment`.
+    Increment,
+    /// `cas.current`.
+    CasCurrent,
+    /// `atomics.swap`.
+    CasSwap,
+}
+
+/// The most calls [`KvFaults::ops`] remembers between two arms.
+const OPS_KEPT: usize = 4096;
+
+#[derive(Default)]
+struct FaultPlan {
+    /// Calls counted since the last [`KvFaults::arm`] or [`KvFaults::count`].
+    ops: Vec<KvOp>,
+    counted: u64,
+    fail_at: Option<u64>,
+    injected: u64,
+}
+
+/// Counts the key-value calls of every component of one host and fails the N-th, once: the
+/// call then does nothing and the guest gets `error::other("injected fault ...")`, as from a
+/// store that is down. Clones share the count.
+#[derive(Clone, Default)]
+pub struct KvFaults(Arc<Mutex<FaultPlan>>);
+
+impl KvFaults {
+    fn plan(&self) -> std::sync::MutexGuard<'_, FaultPlan> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts from zero again, and fails the `n`-th call from now (`n` ≥ 1).
+    pub fn arm(&self, n: u64) {
+        let mut plan = self.plan();
+        plan.ops.clear();
+        plan.counted = 0;
+        plan.fail_at = Some(n);
+    }
+
+    /// Counts from zero again, failing nothing.
+    pub fn count(&self) {
+        let mut plan = self.plan();
+        plan.ops.clear();
+        plan.counted = 0;
+        plan.fail_at = None;
+    }
+
+    /// The calls counted since the last [`KvFaults::arm`] or [`KvFaults::count`] (the first
+    /// few thousand).
+    pub fn ops(&self) -> Vec<KvOp> {
+        self.plan().ops.clone()
+    }
+
+    /// How many faults were injected so far.
+    pub fn injected(&self) -> u64 {
+        self.plan().injected
+    }
+
+    /// Counts one call; `Err` when it is the one to fail.
+    pub fn check(&self, op: KvOp) -> Result<(), KvError> {
+        let mut plan = self.plan();
+        plan.counted += 1;
+        if plan.ops.len() < OPS_KEPT {
+            plan.ops.push(op);
+        }
+        if plan.fail_at == Some(plan.counted) {
+            plan.fail_at = None;
+            plan.injected += 1;
+            return Err(format!(
+                "injected fault at key-value operation {} ({op:?})",
+                plan.counted
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +310,21 @@ mod tests {
         kv.set("default", "s", b"text").unwrap();
         assert!(kv.increment("default", "s", 1).is_err());
         assert_eq!(kv.keys("default").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn faults_fail_the_armed_call_once_and_count_every_call() {
+        let faults = KvFaults::default();
+        assert_eq!(faults.check(KvOp::Get), Ok(()));
+        faults.arm(2);
+        assert_eq!(faults.check(KvOp::Get), Ok(()));
+        let failed = faults.check(KvOp::Increment).unwrap_err();
+        assert!(failed.contains("operation 2 (Increment)"), "{failed}");
+        assert_eq!(faults.check(KvOp::Set), Ok(()), "once only");
+        assert_eq!(faults.ops(), [KvOp::Get, KvOp::Increment, KvOp::Set]);
+        assert_eq!(faults.injected(), 1);
+        faults.count();
+        assert!(faults.ops().is_empty());
+        assert_eq!(faults.check(KvOp::Get), Ok(()));
     }
 }

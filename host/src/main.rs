@@ -1,7 +1,8 @@
 //! `ciba-host`: run the bundle without Spin.
 //!
 //! - `ciba-host up [--from spin.toml] [--listen 127.0.0.1:3000] [--build] [--state-dir DIR]
-//!   [--variable name=value|name=@file]...`: like `spin up`.
+//!   [--variable name=value|name=@file]... [--fail-kv-op N]`: like `spin up`; `--fail-kv-op N`
+//!   (also with `dev`) makes the N-th key-value call of the components fail, once (fault tests).
 //! - `ciba-host build [--from spin.toml]`: like `spin build`.
 //! - `ciba-host dev [--listen ...]`: generates development material into `.dev/` on first run,
 //!   builds, and serves with it on `http://127.0.0.1:3000`.
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use ciba_host::dev::DevFolder;
+use ciba_host::kv::KvFaults;
 use ciba_host::manifest::Manifest;
 use ciba_host::runtime::{Logs, Runtime};
 use ciba_host::server::{App, HostOptions, StoreLocation, serve};
@@ -36,6 +38,7 @@ struct Args {
     samples: usize,
     native: bool,
     json: Option<PathBuf>,
+    fail_kv_op: Option<u64>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -52,6 +55,7 @@ fn parse_args() -> anyhow::Result<Args> {
         samples: 101,
         native: false,
         json: None,
+        fail_kv_op: None,
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
@@ -89,6 +93,15 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--native" => out.native = true,
             "--json" => out.json = Some(value("--json")?.into()),
+            "--fail-kv-op" => {
+                out.fail_kv_op = Some(
+                    value("--fail-kv-op")?
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .context("--fail-kv-op takes a positive number")?,
+                )
+            }
             other => bail!("unknown argument {other}; see `ciba-host help`"),
         }
     }
@@ -99,6 +112,8 @@ const HELP: &str = "ciba-host: runs this Spin bundle without Spin
 
   ciba-host dev   [--listen ADDR]   generate .dev/ on first run, build, serve on 127.0.0.1:3000
   ciba-host up    [--from spin.toml] [--listen ADDR] [--build] [--state-dir DIR] [--variable name=value|name=@file]...
+                  [--fail-kv-op N]      (dev and up) fail the N-th key-value call components make, once,
+                                        as a store that is down would (fault testing)
   ciba-host build [--from spin.toml]
   ciba-host assertion [--listen ADDR]  print a client assertion of the demo client (after `dev`)
   ciba-host request --consent ID [--binding-message TEXT] [--id-token-hint JWT | --login-hint-token VALUE] [--listen ADDR]
@@ -221,6 +236,11 @@ async fn run() -> anyhow::Result<()> {
         StoreLocation::File(&db)
     };
     let env: HashMap<String, String> = std::env::vars().collect();
+    let faults = KvFaults::default();
+    if let Some(n) = args.fail_kv_op {
+        faults.arm(n);
+        println!("Key-value call {n} will fail (--fail-kv-op)");
+    }
     let runtime = Runtime::new()?;
     let app = Arc::new(App::load(
         &runtime,
@@ -231,6 +251,7 @@ async fn run() -> anyhow::Result<()> {
             store,
             logs: Logs::Inherit,
             time: None,
+            faults,
         },
     )?);
     let listener = tokio::net::TcpListener::bind(args.listen)

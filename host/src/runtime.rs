@@ -31,7 +31,7 @@ use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p3::{WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use crate::kv::SqliteKv;
+use crate::kv::{KvOp, SqliteKv};
 
 /// Spin's default `max_instance_reuse_count` for WASIp3: requests one instance takes in all.
 pub const MAX_INSTANCE_REUSE: usize = 128;
@@ -228,6 +228,11 @@ impl Ctx {
     fn label(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<String> {
         Ok(self.table.get(bucket)?.label.clone())
     }
+
+    /// Counts one key-value call; `Err` when it is the fault to inject (`--fail-kv-op`).
+    fn count(&self, op: KvOp) -> Result<(), kv::Error> {
+        self.component.kv.faults().check(op).map_err(other)
+    }
 }
 
 impl kv::HostBucket for Ctx {
@@ -237,6 +242,9 @@ impl kv::HostBucket for Ctx {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
         let label = self.label(&bucket)?;
+        if let Err(e) = self.count(KvOp::Get) {
+            return Ok(Err(e));
+        }
         Ok(self.component.kv.get(&label, &key).map_err(other))
     }
 
@@ -247,6 +255,9 @@ impl kv::HostBucket for Ctx {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), kv::Error>> {
         let label = self.label(&bucket)?;
+        if let Err(e) = self.count(KvOp::Set) {
+            return Ok(Err(e));
+        }
         Ok(self.component.kv.set(&label, &key, &value).map_err(other))
     }
 
@@ -256,6 +267,9 @@ impl kv::HostBucket for Ctx {
         key: String,
     ) -> wasmtime::Result<Result<(), kv::Error>> {
         let label = self.label(&bucket)?;
+        if let Err(e) = self.count(KvOp::Delete) {
+            return Ok(Err(e));
+        }
         Ok(self.component.kv.delete(&label, &key).map_err(other))
     }
 
@@ -265,6 +279,9 @@ impl kv::HostBucket for Ctx {
         key: String,
     ) -> wasmtime::Result<Result<bool, kv::Error>> {
         let label = self.label(&bucket)?;
+        if let Err(e) = self.count(KvOp::Exists) {
+            return Ok(Err(e));
+        }
         Ok(self.component.kv.exists(&label, &key).map_err(other))
     }
 
@@ -277,6 +294,9 @@ impl kv::HostBucket for Ctx {
             return Ok(Err(kv::Error::Other("cursor not supported".into())));
         }
         let label = self.label(&bucket)?;
+        if let Err(e) = self.count(KvOp::ListKeys) {
+            return Ok(Err(e));
+        }
         Ok(self
             .component
             .kv
@@ -299,6 +319,9 @@ impl atomics::Host for Ctx {
         delta: i64,
     ) -> wasmtime::Result<Result<i64, kv::Error>> {
         let label = self.label(&bucket)?;
+        if let Err(e) = self.count(KvOp::Increment) {
+            return Ok(Err(e));
+        }
         Ok(self
             .component
             .kv
@@ -312,6 +335,9 @@ impl atomics::Host for Ctx {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), atomics::CasError>> {
         let cas = self.table.delete(cas)?;
+        if let Err(e) = self.count(KvOp::CasSwap) {
+            return Ok(Err(atomics::CasError::StoreError(e)));
+        }
         match self
             .component
             .kv
@@ -357,6 +383,9 @@ impl atomics::HostCas for Ctx {
             let c = self.table.get(&cas)?;
             (c.label.clone(), c.key.clone())
         };
+        if let Err(e) = self.count(KvOp::CasCurrent) {
+            return Ok(Err(e));
+        }
         match self.component.kv.get(&label, &key) {
             Ok(value) => {
                 self.table.get_mut(&cas)?.seen = value.clone();

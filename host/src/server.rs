@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 
-use crate::kv::SqliteKv;
+use crate::kv::{KvFaults, SqliteKv};
 use crate::manifest::Manifest;
 use crate::routes::Router;
 use crate::runtime::{ComponentEnv, Handler, Logs, Runtime, TimeShift};
@@ -34,6 +34,8 @@ pub struct HostOptions<'a> {
     pub logs: Logs,
     /// A shift of their clock (tests only).
     pub time: Option<TimeShift>,
+    /// The count of their key-value calls, and a fault to inject (`--fail-kv-op`, tests).
+    pub faults: KvFaults,
 }
 
 /// Where the default key-value store lives.
@@ -54,10 +56,13 @@ impl App {
         options: HostOptions<'_>,
     ) -> anyhow::Result<Self> {
         let vars = variables::resolve(manifest, overrides, env)?;
-        let kv = Arc::new(match options.store {
-            StoreLocation::File(path) => SqliteKv::open(path)?,
-            StoreLocation::Memory => SqliteKv::in_memory()?,
-        });
+        let kv = Arc::new(
+            match options.store {
+                StoreLocation::File(path) => SqliteKv::open(path)?,
+                StoreLocation::Memory => SqliteKv::in_memory()?,
+            }
+            .with_faults(options.faults),
+        );
         let router = Router::new(&manifest.trigger.http);
         let mut handlers = HashMap::new();
         for route in router.routes() {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use ciba_host::kv::KvFaults;
 use ciba_host::manifest::Manifest;
 use ciba_host::runtime::{Logs, MemoryOutputPipe, Runtime, TimeShift};
 use ciba_host::server::{App, HostOptions, StoreLocation};
@@ -154,6 +155,9 @@ pub struct Server {
     pub logs: MemoryOutputPipe,
     /// The components' clock: `time.advance(3600)` lets an hour pass.
     pub time: TimeShift,
+    /// The count of the components' key-value calls: `faults.arm(k)` fails the k-th call from
+    /// now, once (tests/e2e/faults.rs).
+    pub faults: KvFaults,
     db: Option<PathBuf>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -216,6 +220,7 @@ impl Server {
             None => StoreLocation::Memory,
         };
         let time = TimeShift::default();
+        let faults = KvFaults::default();
         let app = Arc::new(App::load(
             runtime(),
             &manifest,
@@ -225,6 +230,7 @@ impl Server {
                 store: location,
                 logs: Logs::Capture(logs.clone()),
                 time: Some(time.clone()),
+                faults: faults.clone(),
             },
         )?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -248,6 +254,7 @@ impl Server {
             base,
             logs,
             time,
+            faults,
             db,
             stop: Some(stop),
             thread: Some(thread),
