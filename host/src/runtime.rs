@@ -104,13 +104,29 @@ pub struct Ctx {
     component: Arc<ComponentEnv>,
 }
 
-/// Where a component's stdout and stderr go.
+/// Where a component's stdout and stderr go, and the host's own lines about them.
 #[derive(Clone)]
 pub enum Logs {
     /// To the host's own (as `spin up` prints them).
     Inherit,
     /// Into a buffer that tests read.
     Capture(MemoryOutputPipe),
+}
+
+impl Logs {
+    /// Writes one line of the host's own (a trap, a failed component, a broken connection)
+    /// where the components' lines go, so that a test reading the logs sees every line the
+    /// bundle and its runner print (tests/e2e/secrets.rs).
+    pub fn line(&self, line: std::fmt::Arguments<'_>) {
+        match self {
+            Self::Inherit => eprintln!("{line}"),
+            Self::Capture(pipe) => {
+                use wasmtime_wasi::p2::OutputStream;
+                // Past the buffer's capacity the line is dropped, as the guests' would be.
+                let _ = pipe.clone().write(Bytes::from(format!("{line}\n")));
+            }
+        }
+    }
 }
 
 /// A shift of the guests' wall clock, for tests that need time to pass (a consent's window,
@@ -534,6 +550,7 @@ impl HandlerState for Instances {
             },
             state: Reuse {
                 id: self.env.id.clone(),
+                logs: self.env.logs.clone(),
             },
         })
     }
@@ -542,6 +559,7 @@ impl HandlerState for Instances {
 /// Spin's reuse policy for one instance.
 struct Reuse {
     id: String,
+    logs: Logs,
 }
 
 impl WorkerState for Reuse {
@@ -574,7 +592,10 @@ impl WorkerState for Reuse {
         if let Err(e) = result
             && e.to_string() != "worker panicked"
         {
-            eprintln!("component {}: instance dropped: {e:?}", self.id);
+            self.logs.line(format_args!(
+                "component {}: instance dropped: {e:?}",
+                self.id
+            ));
         }
         drop(store);
     }
@@ -643,6 +664,11 @@ impl Handler {
     /// The component's id.
     pub fn id(&self) -> &str {
         &self.proxy.state().env.id
+    }
+
+    /// Where its logs go.
+    pub fn logs(&self) -> &Logs {
+        &self.proxy.state().env.logs
     }
 
     /// Runs one request through the component, on an instance that may be serving others at

@@ -24,6 +24,8 @@ use crate::variables::{self, Overrides};
 pub struct App {
     router: Router,
     handlers: HashMap<String, Arc<Handler>>,
+    /// Where the host's own lines go: with the components' logs.
+    logs: Logs,
 }
 
 /// How the host runs the components.
@@ -94,7 +96,11 @@ impl App {
                 Arc::new(runtime.prepare(&component, env)?),
             );
         }
-        Ok(Self { router, handlers })
+        Ok(Self {
+            router,
+            handlers,
+            logs: options.logs,
+        })
     }
 
     /// The routes, for printing.
@@ -157,7 +163,9 @@ impl App {
         match handler.handle(request).await {
             Ok(response) => response,
             Err(e) => {
-                eprintln!("component {} failed: {e:#}", handler.id());
+                handler
+                    .logs()
+                    .line(format_args!("component {} failed: {e:#}", handler.id()));
                 plain(500, "")
             }
         }
@@ -184,6 +192,7 @@ pub async fn serve(
             () = &mut shutdown => return Ok(()),
         };
         let app = app.clone();
+        let logs = app.logs.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let app = app.clone();
@@ -194,7 +203,7 @@ pub async fn serve(
                 .await
                 && !e.is_incomplete_message()
             {
-                eprintln!("connection from {client}: {e}");
+                logs.line(format_args!("connection from {client}: {e}"));
             }
         });
     }

@@ -9,9 +9,18 @@ use anyhow::{Context, bail};
 
 use crate::manifest::Manifest;
 
-/// Values given on the command line: `name=value`, `name=@file`, or `@file.json`.
-#[derive(Debug, Default, Clone)]
+/// Values given on the command line: `name=value`, `name=@file`, or `@file.json`. Some are
+/// secrets (`signing_keys`, `device_api_token`): `Debug` prints the names only.
+#[derive(Default, Clone)]
 pub struct Overrides(BTreeMap<String, String>);
+
+impl std::fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Overrides")
+            .field(&self.0.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
 
 impl Overrides {
     /// Adds one `--variable` argument.
@@ -215,5 +224,16 @@ key = "{{ secret_key }}"
         assert!(!valid_name("a__b"));
         assert!(!valid_name("a_"));
         assert!(!valid_name("1a"));
+    }
+
+    #[test]
+    fn debug_of_overrides_names_the_variables_without_their_values() {
+        let mut o = Overrides::default();
+        o.set(
+            "device_api_token",
+            "a-device-token-of-at-least-32-characters",
+        );
+        let printed = format!("{o:?}");
+        assert_eq!(printed, r#"Overrides(["device_api_token"])"#);
     }
 }

@@ -48,7 +48,10 @@ impl std::fmt::Debug for ResolvedHint<'_> {
         f.debug_struct("ResolvedHint")
             .field("kind", &self.kind)
             .field("user", &self.user)
-            .field("ad_hint_id", &self.ad_hint_id.as_ref().map(|_| "[redacted]"))
+            .field(
+                "ad_hint_id",
+                &self.ad_hint_id.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }

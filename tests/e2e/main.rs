@@ -15,6 +15,7 @@ mod host;
 mod jwks;
 mod lifecycle;
 mod review;
+mod secrets;
 mod store;
 mod token;
 mod userinfo;

@@ -58,7 +58,10 @@ impl std::fmt::Debug for VerifiedJws {
         f.debug_struct("VerifiedJws")
             .field("kid", &self.kid)
             .field("typ", &self.typ)
-            .field("has_certificate_thumbprint", &self.has_certificate_thumbprint)
+            .field(
+                "has_certificate_thumbprint",
+                &self.has_certificate_thumbprint,
+            )
             .field("exp", &self.exp)
             .field("nbf", &self.nbf)
             .field("iat", &self.iat)
