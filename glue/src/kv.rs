@@ -1,7 +1,7 @@
 //! The key-value store through `wasi:keyvalue` (Spin's `default` label), with the
 //! re-read rules of design.md, State, for Spin's store quirks.
 
-use ciba::store::{KeyValue, NextValue, StoreError, Swap};
+use ciba::store::{KeyPage, KeyValue, NextValue, StoreError, Swap};
 use spin_sdk::experimental::wasi::keyvalue::{atomics, store};
 
 /// An open bucket of the runtime's store.
@@ -87,5 +87,15 @@ impl KeyValue for SpinStore {
 
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
         atomics::increment(&self.bucket, key, delta).map_err(fault)
+    }
+
+    /// `list-keys`: Spin 4 answers every key in one page (it refuses a cursor), from SQLite
+    /// or with Redis `KEYS *`; another host may page.
+    fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, StoreError> {
+        let page = self.bucket.list_keys(cursor).map_err(fault)?;
+        Ok(KeyPage {
+            keys: page.keys,
+            cursor: page.cursor,
+        })
     }
 }

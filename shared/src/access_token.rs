@@ -1,5 +1,10 @@
 //! Access tokens: opaque, 256 random bits (TKN-1), stored only under their hash with the
 //! client, scopes, expiry and certificate binding (TKN-2/3; design.md, State).
+//!
+//! A token is base64url of its 256-bit secret followed by the Unix time its record may be
+//! dropped (8 bytes, big-endian): 54 characters. The end names the record's key, so the purge
+//! drops it without reading it ([`crate::store::keys::access_token`]); it is no secret (the
+//! client has `expires_in`), and a token whose end was changed is another, unknown token.
 
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +74,30 @@ fn server_error(_: StoreError) -> ProtocolError {
     ProtocolError::ServerError("the store is unavailable")
 }
 
+/// The longest an access token lives: the top of `access_token_ttl`'s range (TKN-3: 300–900
+/// s). A CIBA grant's token is made before it is issued, so its end is its request's expiry
+/// plus this ([`crate::auth_req::GrantTokens`]).
+pub const LONGEST_LIFETIME: UnixTime = 900;
+
+/// The token of `secret` whose record may be dropped at `end`.
+pub fn with_end(secret: &[u8; 32], end: UnixTime) -> AccessToken {
+    let mut bytes = [0u8; 40];
+    bytes[..32].copy_from_slice(secret);
+    bytes[32..].copy_from_slice(&end.to_be_bytes());
+    AccessToken(b64url(&bytes))
+}
+
+/// The end a token of [`with_end`] carries; `None` for any other string.
+pub fn end_of(token: &str) -> Option<UnixTime> {
+    let bytes = crate::jose::b64url_decode(token)?;
+    let end: [u8; 8] = bytes
+        .get(32..)
+        .filter(|_| bytes.len() == 40)?
+        .try_into()
+        .ok()?;
+    Some(UnixTime::from_be_bytes(end))
+}
+
 /// Mints a token for `data`, valid until `exp`, and stores it under its hash.
 pub fn issue(
     store: &dyn KeyValue,
@@ -78,7 +107,7 @@ pub fn issue(
 ) -> Result<AccessToken, ProtocolError> {
     let mut secret = [0u8; 32];
     random.fill(&mut secret).map_err(server_error)?;
-    let token = AccessToken(b64url(&secret));
+    let token = with_end(&secret, exp);
     store_token(store, random, &token, data, exp)?;
     Ok(token)
 }

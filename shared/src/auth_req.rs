@@ -359,8 +359,9 @@ impl AuthRequest {
     }
 }
 
-/// A bearer token of the grant, derived from the `auth_req_id` and the request's salt.
-fn derive(label: &str, id: &AuthReqId, salt: &str) -> String {
+/// The secret of a bearer token of the grant, derived from the `auth_req_id` and the
+/// request's salt.
+fn derive(label: &str, id: &AuthReqId, salt: &str) -> [u8; 32] {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     h.update(b"ciba grant token v1\0");
@@ -369,7 +370,7 @@ fn derive(label: &str, id: &AuthReqId, salt: &str) -> String {
     h.update(salt.as_bytes());
     h.update(b"\0");
     h.update(id.0.as_bytes());
-    b64url(&h.finalize())
+    h.finalize().into()
 }
 
 /// The access and refresh tokens a request hands out (TKN-1: 256 bits each).
@@ -388,12 +389,33 @@ impl std::fmt::Debug for GrantTokens {
 }
 
 impl GrantTokens {
-    /// The tokens of `id` with `salt`.
-    pub fn derive(id: &AuthReqId, salt: &str) -> Self {
+    /// The tokens of `id` with `salt`, for a request that expires at `expires_at`, the refresh
+    /// token's record kept until `refresh_until`. Each ends with the time its record may be
+    /// dropped ([`crate::access_token`]): the access token is fixed (and its `at_hash` signed)
+    /// before it is issued, so its end is the latest it can expire, `expires_at` plus the
+    /// longest access-token lifetime.
+    pub fn derive(
+        id: &AuthReqId,
+        salt: &str,
+        expires_at: UnixTime,
+        refresh_until: UnixTime,
+    ) -> Self {
         Self {
-            access_token: crate::access_token::AccessToken::from_secret(derive("at", id, salt)),
-            refresh_token: crate::access_token::AccessToken::from_secret(derive("rt", id, salt)),
+            access_token: Self::access_token(id, salt, expires_at),
+            refresh_token: crate::access_token::with_end(&derive("rt", id, salt), refresh_until),
         }
+    }
+
+    /// The access token alone (bc-authorize needs it for its `at_hash`, TKN-7).
+    pub fn access_token(
+        id: &AuthReqId,
+        salt: &str,
+        expires_at: UnixTime,
+    ) -> crate::access_token::AccessToken {
+        crate::access_token::with_end(
+            &derive("at", id, salt),
+            expires_at + crate::access_token::LONGEST_LIFETIME,
+        )
     }
 
     /// A fresh salt.
@@ -477,6 +499,31 @@ pub fn pace(
     })
 }
 
+/// Stores a new request under its reference (BCA-25), after its purge tag: the tag names the
+/// request, its pace record and its redemption marker, which all stop mattering at
+/// [`AuthRequest::keep_until`]. Written first, so that a request can never be stored without
+/// it (a tag whose request was never written deletes nothing).
+pub fn store_new(
+    store: &dyn crate::store::KeyValue,
+    reference: &str,
+    request: &AuthRequest,
+    random: &dyn Random,
+) -> Result<(), crate::store::StoreError> {
+    use crate::store::keys::{self, Family};
+    let keep_until = request.keep_until();
+    store.set(
+        &keys::purge_tag(Family::Request, reference, keep_until),
+        b"",
+    )?;
+    crate::store::record::put(
+        store,
+        &keys::auth_request(reference),
+        request,
+        keep_until,
+        random,
+    )
+}
+
 /// How many of a holder's latest requests the device API looks through (AD-2). More pending
 /// at once than this is abuse (BCA-31), not a use case.
 pub const HOLDER_WINDOW: i64 = 16;
@@ -489,7 +536,9 @@ struct HolderSlot {
 
 /// Remembers that the holder `sub` has the request `reference` (AD-2). The slot number comes
 /// from an atomic increment, so concurrent requests never overwrite each other's slot on
-/// any store (no insert-if-absent, which Spin's stores do not make atomic).
+/// any store (no insert-if-absent, which Spin's stores do not make atomic). The slots are a
+/// ring of [`HOLDER_WINDOW`]: a request overwrites the slot of the one 16 before it, which the
+/// list no longer looks at, so a holder never has more than 16 slots (nothing to purge).
 pub fn remember_for_holder(
     store: &dyn crate::store::KeyValue,
     sub: &str,
@@ -501,7 +550,7 @@ pub fn remember_for_holder(
     let n = store.increment(&keys::holder_requests(sub), 1)?;
     record::put(
         store,
-        &keys::holder_request(sub, n),
+        &keys::holder_request(sub, n.rem_euclid(HOLDER_WINDOW)),
         &HolderSlot {
             reference: reference.to_string(),
         },
@@ -520,7 +569,8 @@ pub fn recent_for_holder(
     let last = store.increment(&keys::holder_requests(sub), 0)?;
     let mut out = Vec::new();
     for n in (1..=last).rev().take(HOLDER_WINDOW as usize) {
-        if let Some(slot) = record::get::<HolderSlot>(store, &keys::holder_request(sub, n), now)? {
+        let slot = keys::holder_request(sub, n.rem_euclid(HOLDER_WINDOW));
+        if let Some(slot) = record::get::<HolderSlot>(store, &slot, now)? {
             out.push(slot.data.reference);
         }
     }
@@ -616,11 +666,18 @@ mod tests {
     fn tkn_1_grant_tokens_need_both_the_id_and_the_salt() {
         let id = AuthReqId::parse("an-auth-req-id-of-some-length").unwrap();
         let other = AuthReqId::parse("another-auth-req-id-of-length").unwrap();
-        let t = GrantTokens::derive(&id, "salt-1");
-        assert_eq!(t, GrantTokens::derive(&id, "salt-1"));
-        assert_ne!(t, GrantTokens::derive(&id, "salt-2"));
-        assert_ne!(t, GrantTokens::derive(&other, "salt-1"));
+        let t = GrantTokens::derive(&id, "salt-1", 1000, 9000);
+        assert_eq!(t, GrantTokens::derive(&id, "salt-1", 1000, 9000));
+        assert_ne!(t, GrantTokens::derive(&id, "salt-2", 1000, 9000));
+        assert_ne!(t, GrantTokens::derive(&other, "salt-1", 1000, 9000));
+        assert_eq!(
+            t.access_token,
+            GrantTokens::access_token(&id, "salt-1", 1000)
+        );
         assert_ne!(t.access_token, t.refresh_token);
-        assert_eq!(t.access_token.expose().len(), 43);
+        assert_eq!(t.access_token.expose().len(), 54, "256 bits and the end");
+        let end = crate::access_token::end_of;
+        assert_eq!(end(t.access_token.expose()), Some(1000 + 900));
+        assert_eq!(end(t.refresh_token.expose()), Some(9000));
     }
 }

@@ -284,7 +284,7 @@ fn private_key_jwt<'c>(
     Ok((
         client,
         ReplayMarker {
-            key: keys::assertion_jti(&client.client_id, jti),
+            key: keys::assertion_jti(&client.client_id, jti, exp + SKEW),
             forget_after: exp + SKEW,
         },
     ))

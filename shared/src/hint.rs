@@ -180,6 +180,12 @@ pub fn issue_ad_hint(
             }
         }
     }
+    // The purge tag first: it drops the hint and its use marker once neither matters.
+    let keep_until = now + AD_HINT_TTL + AD_HINT_RETENTION;
+    store.set(
+        &keys::purge_tag(keys::Family::AdHint, &keys::digest(&digits), keep_until),
+        b"",
+    )?;
     record::put(
         store,
         &keys::ad_hint(&digits),
@@ -187,7 +193,7 @@ pub fn issue_ad_hint(
             sub: user.sub.clone(),
             expires_at: now + AD_HINT_TTL,
         },
-        now + AD_HINT_TTL + AD_HINT_RETENTION,
+        keep_until,
         random,
     )?;
     Ok(digits)

@@ -123,11 +123,21 @@ pub fn cancel_jti(
     now: UnixTime,
     random: &dyn Random,
 ) -> Result<(), StoreError> {
+    let keep_until = now + LONGEST_LIFETIME + SKEW;
+    // The purge tag first: the cancellation goes once no id_token it names can be valid.
+    store.set(
+        &keys::purge_tag(
+            keys::Family::IdTokenCancelled,
+            &keys::digest(jti),
+            keep_until,
+        ),
+        b"",
+    )?;
     record::put(
         store,
         &keys::id_token_cancelled(jti),
         &Cancelled { at: now },
-        now + LONGEST_LIFETIME + SKEW,
+        keep_until,
         random,
     )
 }

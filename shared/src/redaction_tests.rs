@@ -162,7 +162,7 @@ fn debug_of_every_secret_carrying_type_is_redacted() {
 
     // Identifiers and bearer secrets.
     let id = AuthReqId::parse(AUTH_REQ_ID).unwrap();
-    let tokens = GrantTokens::derive(&id, SALT);
+    let tokens = GrantTokens::derive(&id, SALT, 0, 0);
     secrets.push(tokens.access_token.expose().to_string());
     secrets.push(tokens.refresh_token.expose().to_string());
     check!(rows, id);

@@ -1,5 +1,6 @@
 //! Refresh tokens of CIBA grants: opaque, stored only under their hash, bound to their client
-//! and consent (TOK-15…19; design.md, State). They are not rotated (TOK-17).
+//! and consent (TOK-15…19; design.md, State). They are not rotated (TOK-17). Like access
+//! tokens, each ends with the time its record may be dropped ([`crate::access_token`]).
 
 use serde::{Deserialize, Serialize};
 

@@ -11,6 +11,7 @@ mod device;
 mod device_page;
 mod discovery;
 mod docs;
+mod expiry;
 mod host;
 mod jwks;
 mod lifecycle;

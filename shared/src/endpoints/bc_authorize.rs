@@ -81,6 +81,7 @@ impl BcAuthorizeEndpoint {
             check_holder(user, &consent)?;
         }
         let id = self.persist(client, &backchannel, &hint, deps, now)?;
+        super::purge_turn(deps);
         Ok(Response::json(
             200,
             &json!({
@@ -141,7 +142,11 @@ impl BcAuthorizeEndpoint {
         now: UnixTime,
     ) -> Result<AuthReqId, ProtocolError> {
         let replayed = ProtocolError::InvalidRequest("the request object jti was already used");
-        let jti_key = keys::request_object_jti(&client.client().client_id, &backchannel.jti);
+        let jti_key = keys::request_object_jti(
+            &client.client().client_id,
+            &backchannel.jti,
+            backchannel.exp + SKEW,
+        );
         // A replayed request object is refused before the client's assertion is used up.
         if was_used(deps.store, &jti_key).map_err(store_error)? {
             return Err(replayed);
@@ -158,7 +163,8 @@ impl BcAuthorizeEndpoint {
         }
         let id = AuthReqId::generate(deps.random).map_err(store_error)?;
         let salt = GrantTokens::new_salt(deps.random).map_err(store_error)?;
-        let tokens = GrantTokens::derive(&id, &salt);
+        let expires_at = now + i64::from(self.lifetimes.auth_req);
+        let access_token = GrantTokens::access_token(&id, &salt, expires_at);
         let auth_request = AuthRequest {
             client_id: client_id.clone(),
             consent_id: backchannel.consent_id.clone(),
@@ -173,7 +179,7 @@ impl BcAuthorizeEndpoint {
             id_token_claims: backchannel.id_token_claims.clone(),
             userinfo_claims: backchannel.userinfo_claims.clone(),
             created: now,
-            expires_at: now + i64::from(self.lifetimes.auth_req),
+            expires_at,
             status: match hint.kind {
                 HintKind::AsGenerated => Status::AwaitingClaim,
                 HintKind::IdTokenHint | HintKind::LoginHint | HintKind::AdGenerated => {
@@ -183,19 +189,13 @@ impl BcAuthorizeEndpoint {
             decision: None,
             denial: None,
             token_salt: Some(salt),
-            at_hash: at_hash(tokens.access_token.expose()),
+            at_hash: at_hash(access_token.expose()),
             id_token: None,
         };
         let reference = id.reference();
         let keep_until = auth_request.keep_until();
-        record::put(
-            deps.store,
-            &keys::auth_request(&reference),
-            &auth_request,
-            keep_until,
-            deps.random,
-        )
-        .map_err(store_error)?;
+        auth_req::store_new(deps.store, &reference, &auth_request, deps.random)
+            .map_err(store_error)?;
         if let Some(user) = hint.user {
             auth_req::remember_for_holder(
                 deps.store,

@@ -205,6 +205,13 @@ impl ConsentsEndpoint {
             .unwrap_or(now + 10 * RETENTION)
             .max(now + AUTHORISATION_WINDOW)
             + RETENTION;
+        // The purge tag first, so that no consent is ever stored without it.
+        let tag = keys::purge_tag(
+            keys::Family::Consent,
+            &keys::digest(&consent.consent_id),
+            keep_until,
+        );
+        deps.store.set(&tag, b"").map_err(store_error)?;
         record::put(
             deps.store,
             &keys::consent(&consent.consent_id),
@@ -213,6 +220,7 @@ impl ConsentsEndpoint {
             deps.random,
         )
         .map_err(store_error)?;
+        super::purge_turn(deps);
         Ok(Response::json(201, &self.render(&consent, now)))
     }
 

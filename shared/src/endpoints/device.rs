@@ -464,7 +464,7 @@ impl DeviceEndpoint {
         })?;
         let consent = self.consent(&stored.data.consent_id, deps, now)?;
         holder_matches_consent(user, &consent)?;
-        let jti_key = keys::login_hint_token_jti(&qr.client_id, &qr.jti);
+        let jti_key = keys::login_hint_token_jti(&qr.client_id, &qr.jti, qr.exp + SKEW);
         if !first_use(deps.store, &jti_key, qr.exp + SKEW).map_err(store_error)? {
             return Err(ProtocolError::InvalidGrant(
                 "the login_hint_token was already used",

@@ -40,6 +40,13 @@ pub fn with_interaction_id<'a>(
     response
 }
 
+/// Takes this request's turn at the purge, after its answer is decided (see
+/// [`crate::store::purge`]): requests off the hot paths call it when they succeed. Best
+/// effort: a store error here leaves the answer as it is, and the next sweep does the work.
+fn purge_turn(deps: &Deps<'_>) {
+    let _ = crate::store::purge::take_turn(deps.store, deps.clock.now());
+}
+
 /// What one request may use besides configuration.
 pub struct Deps<'a> {
     /// The key-value store.

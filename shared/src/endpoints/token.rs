@@ -166,6 +166,11 @@ impl TokenEndpoint {
                 "the consent is no longer authorised",
             ))?;
         let reference = id.reference();
+        // TOK-19: the refresh token lives as long as the consent, or refresh_token_ttl for a
+        // consent with no end date.
+        let refresh_exp = consent
+            .expiration
+            .unwrap_or(now + i64::from(self.lifetimes.refresh_token));
         let won = first_use(
             deps.store,
             &keys::auth_request_redeemed(&reference),
@@ -175,7 +180,7 @@ impl TokenEndpoint {
         if !won {
             return Err(consumed);
         }
-        let tokens = GrantTokens::derive(id, salt);
+        let tokens = GrantTokens::derive(id, salt, request.expires_at, refresh_exp);
         let expires_in = self.lifetimes.access_token;
         access_token::store_token(
             deps.store,
@@ -193,11 +198,6 @@ impl TokenEndpoint {
             },
             now + i64::from(expires_in),
         )?;
-        // TOK-19: the refresh token lives as long as the consent, or refresh_token_ttl for a
-        // consent with no end date.
-        let refresh_exp = consent
-            .expiration
-            .unwrap_or(now + i64::from(self.lifetimes.refresh_token));
         refresh_token::store_token(
             deps.store,
             deps.random,
@@ -294,6 +294,7 @@ impl TokenEndpoint {
             },
             now + i64::from(expires_in),
         )?;
+        super::purge_turn(deps);
         Ok(Response::json(
             200,
             &serde_json::json!({
@@ -355,6 +356,7 @@ impl TokenEndpoint {
         };
         let exp = deps.clock.now() + i64::from(expires_in);
         let token = access_token::issue(deps.store, deps.random, &record, exp)?;
+        super::purge_turn(deps);
         Ok(Response::json(
             200,
             &serde_json::json!({

@@ -1,7 +1,116 @@
 //! The key schema, one function per key shape. Secrets and client-chosen strings never
 //! appear in a key as they are: they are hashed.
+//!
+//! The store has no TTL (design.md, State), so every key that stops mattering at a known time
+//! says when in its name: the shapes of [`TIMED`] end with `:<unix time>`, the moment from
+//! which nothing reads the key any more, and the sweep of [`super::purge`] drops them without
+//! reading them ([`forget_after`]). A record whose readers cannot compute that time (they hold
+//! only an id) gets a purge tag instead, a timed key that names it ([`purge_tag`]), written
+//! before the record. The few keys left (a holder's counters and not-before, the sweep's turn)
+//! are one per holder or one in all.
 
+use crate::clock::UnixTime;
 use crate::jose::b64url;
+
+/// The prefixes of the key shapes that end with `:<unix time>` ([`forget_after`]). A new
+/// shape joins by ending with that time and being listed here (BCA-31's counters do).
+pub const TIMED: [&str; 8] = [
+    "jti:", "req_jti:", "lht_jti:", "at:", "rt:", "purge:", "rate:", "pending:",
+];
+
+/// The time in the name of a key of a [`TIMED`] shape: from then on, nothing reads it and the
+/// sweep may drop it. `None` for every other key (and for the untimed keys that older versions
+/// wrote under these prefixes).
+pub fn forget_after(key: &str) -> Option<UnixTime> {
+    if !TIMED.iter().any(|prefix| key.starts_with(prefix)) {
+        return None;
+    }
+    let (_, time) = key.rsplit_once(':')?;
+    unix_time(time)
+}
+
+/// A decimal Unix time as names and tokens carry it: digits only, at most 12 of them.
+fn unix_time(text: &str) -> Option<UnixTime> {
+    if text.is_empty() || text.len() > 12 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// The end a token of this server carries (access and refresh tokens,
+/// [`crate::access_token::end_of`]): what names its record with a time.
+fn token_end(token: &str) -> Option<UnixTime> {
+    crate::access_token::end_of(token).filter(|end| *end >= 0)
+}
+
+/// The records a purge tag stands for: each shares the tag's id (a digest) and its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// A backchannel request, its pace and its redemption marker, under its reference.
+    Request,
+    /// An AD-generated hint id and its use marker (HINT-13).
+    AdHint,
+    /// A consent (CONS-1).
+    Consent,
+    /// An id_token cancellation by `jti` (HINT-10).
+    IdTokenCancelled,
+}
+
+impl Family {
+    const ALL: [Family; 4] = [
+        Family::Request,
+        Family::AdHint,
+        Family::Consent,
+        Family::IdTokenCancelled,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Family::Request => "req",
+            Family::AdHint => "ad_hint",
+            Family::Consent => "consent",
+            Family::IdTokenCancelled => "idt_cancelled",
+        }
+    }
+
+    /// The prefixes of the family's keys; each is followed by the tag's id.
+    fn prefixes(self) -> &'static [&'static str] {
+        match self {
+            Family::Request => &["auth_req:", "auth_req_poll:", "auth_req_redeemed:"],
+            Family::AdHint => &["ad_hint:", "ad_hint_used:"],
+            Family::Consent => &["consent:"],
+            Family::IdTokenCancelled => &["idt_cancelled:"],
+        }
+    }
+}
+
+/// The purge tag of the `family` records under `id` (a digest: a request's reference, or the
+/// digest of a consent id, hint id or `jti`), which stop mattering at `until`. Its value is
+/// empty: the name says everything.
+pub fn purge_tag(family: Family, id: &str, until: UnixTime) -> String {
+    format!("purge:{}:{id}:{until}", family.name())
+}
+
+/// The keys a purge tag stands for, to delete before the tag itself; empty for any other key.
+pub fn tagged(key: &str) -> Vec<String> {
+    let Some(rest) = key.strip_prefix("purge:") else {
+        return Vec::new();
+    };
+    let Some((kind, rest)) = rest.split_once(':') else {
+        return Vec::new();
+    };
+    let Some((id, _)) = rest.rsplit_once(':') else {
+        return Vec::new();
+    };
+    Family::ALL
+        .iter()
+        .find(|f| f.name() == kind)
+        .map(|f| f.prefixes().iter().map(|p| format!("{p}{id}")).collect())
+        .unwrap_or_default()
+}
+
+/// The counter that decides which request sweeps ([`super::purge::take_turn`]): one key.
+pub const SWEEP_TURN: &str = "sweep_turn";
 
 /// SHA-256, base64url: how tokens and client-chosen ids appear in keys.
 pub fn digest(text: &str) -> String {
@@ -9,14 +118,22 @@ pub fn digest(text: &str) -> String {
     b64url(&sha2::Sha256::digest(text.as_bytes()))
 }
 
-/// The counter that makes a client assertion's `jti` single-use (CLI-6).
-pub fn assertion_jti(client_id: &str, jti: &str) -> String {
-    format!("jti:{}:{}", digest(client_id), digest(jti))
+/// The counter that makes a client assertion single-use (CLI-6), until `forget_after` (its
+/// `exp` plus the skew: it is refused from then on). The time in the name makes each signed
+/// assertion single-use, as before; a client that signed a second assertion with the same `jti`
+/// and another `exp` would no longer be refused for it, and only the client can do that.
+pub fn assertion_jti(client_id: &str, jti: &str, forget_after: UnixTime) -> String {
+    format!("jti:{}:{}:{forget_after}", digest(client_id), digest(jti))
 }
 
-/// An access token, under its hash (TKN-1, design.md State).
+/// An access token, under its hash (TKN-1, design.md State), and the end it carries: every
+/// token this server issues carries one ([`crate::access_token`]). A token without one maps to
+/// the untimed shape of older versions.
 pub fn access_token(token: &str) -> String {
-    format!("at:{}", digest(token))
+    match token_end(token) {
+        Some(end) => format!("at:{}:{end}", digest(token)),
+        None => format!("at:{}", digest(token)),
+    }
 }
 
 /// A consent record (CONS-1).
@@ -41,14 +158,24 @@ pub fn auth_request_redeemed(reference: &str) -> String {
     format!("auth_req_redeemed:{reference}")
 }
 
-/// The marker that makes a request object's `jti` single-use (BCA-11).
-pub fn request_object_jti(client_id: &str, jti: &str) -> String {
-    format!("req_jti:{}:{}", digest(client_id), digest(jti))
+/// The marker that makes a request object single-use (BCA-11), until `forget_after` (its
+/// `exp` plus the skew), as [`assertion_jti`].
+pub fn request_object_jti(client_id: &str, jti: &str, forget_after: UnixTime) -> String {
+    format!(
+        "req_jti:{}:{}:{forget_after}",
+        digest(client_id),
+        digest(jti)
+    )
 }
 
-/// The marker that makes the `jti` of an AS-generated login_hint_token single-use (HINT-15).
-pub fn login_hint_token_jti(client_id: &str, jti: &str) -> String {
-    format!("lht_jti:{}:{}", digest(client_id), digest(jti))
+/// The marker that makes an AS-generated login_hint_token single-use (HINT-15), until
+/// `forget_after` (its `exp` plus the skew), as [`assertion_jti`].
+pub fn login_hint_token_jti(client_id: &str, jti: &str, forget_after: UnixTime) -> String {
+    format!(
+        "lht_jti:{}:{}:{forget_after}",
+        digest(client_id),
+        digest(jti)
+    )
 }
 
 /// An AD-generated hint id (HINT-13, AD-9), under its hash.
@@ -66,14 +193,20 @@ pub fn holder_requests(sub: &str) -> String {
     format!("holder_seq:{}", digest(sub))
 }
 
-/// Slot `n` of a holder's requests: the reference of one request (AD-2 lists them).
+/// Slot `n` of a holder's requests: the reference of one request (AD-2 lists them). The
+/// slots are a ring ([`crate::auth_req::HOLDER_WINDOW`] of them), so a holder has a bounded
+/// number whatever their history.
 pub fn holder_request(sub: &str, n: i64) -> String {
     format!("holder_req:{}:{n}", digest(sub))
 }
 
-/// A refresh token, under its hash (design.md, State).
+/// A refresh token, under its hash (design.md, State), and the end it carries, as
+/// [`access_token`].
 pub fn refresh_token(token: &str) -> String {
-    format!("rt:{}", digest(token))
+    match token_end(token) {
+        Some(end) => format!("rt:{}:{end}", digest(token)),
+        None => format!("rt:{}", digest(token)),
+    }
 }
 
 /// The cancellation of one id_token, by its `jti` (BR-CIBA 5.2.2-20, HINT-10).

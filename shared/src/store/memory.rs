@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{KeyValue, NextValue, StoreError, Swap};
+use super::{KeyPage, KeyValue, NextValue, StoreError, Swap};
 
 /// A store in a `HashMap` behind a lock. `Debug` prints how much it holds, not its records.
 #[derive(Default)]
@@ -45,11 +45,25 @@ impl MemoryStore {
             .lock()
             .map_err(|_| StoreError("memory store poisoned".into()))
     }
+
+    fn lock_counters(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, i64>>, StoreError> {
+        self.counters
+            .lock()
+            .map_err(|_| StoreError("memory store poisoned".into()))
+    }
 }
 
 impl KeyValue for MemoryStore {
+    /// A counter reads as its 8-byte little-endian value, as in Spin's SQLite store: it
+    /// exists once incremented ([`super::was_used`]).
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.lock_values()?.get(key).cloned())
+        if let Some(value) = self.lock_values()?.get(key) {
+            return Ok(Some(value.clone()));
+        }
+        Ok(self
+            .lock_counters()?
+            .get(key)
+            .map(|c| c.to_le_bytes().to_vec()))
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
@@ -59,6 +73,7 @@ impl KeyValue for MemoryStore {
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.lock_values()?.remove(key);
+        self.lock_counters()?.remove(key);
         Ok(())
     }
 
@@ -90,15 +105,19 @@ impl KeyValue for MemoryStore {
     }
 
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
-        let mut counters = self
-            .counters
-            .lock()
-            .map_err(|_| StoreError("memory store poisoned".into()))?;
+        let mut counters = self.lock_counters()?;
         let value = counters.entry(key.to_string()).or_insert(0);
         *value = value
             .checked_add(delta)
             .ok_or_else(|| StoreError("counter overflow".into()))?;
         Ok(*value)
+    }
+
+    /// Every key, values and counters, in one page.
+    fn list_keys(&self, _cursor: Option<&str>) -> Result<KeyPage, StoreError> {
+        let mut keys: Vec<String> = self.lock_values()?.keys().cloned().collect();
+        keys.extend(self.lock_counters()?.keys().cloned());
+        Ok(KeyPage { keys, cursor: None })
     }
 }
 

@@ -8,9 +8,13 @@
 //! - "the first to do X" (use a `jti`, consume an `auth_req_id`) is an [`KeyValue::increment`]
 //!   whose answer only one caller can get, which every store implements atomically
 //!   ([`first_use`]).
+//!
+//! Nothing expires by itself: a key whose name ends with the time it stops mattering is
+//! dropped by the sweep of [`purge`], without being read ([`keys::forget_after`]).
 
 pub mod keys;
 pub mod memory;
+pub mod purge;
 pub mod record;
 
 /// A fault of the store itself: the request fails with `server_error`, and nothing is assumed.
@@ -32,6 +36,15 @@ pub enum Swap {
     Swapped,
     /// The value was not the expected one (or another writer won the race): nothing written.
     Conflict,
+}
+
+/// One answer of [`KeyValue::list_keys`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPage {
+    /// Keys of the store, in no particular order.
+    pub keys: Vec<String>,
+    /// Where the next page starts; `None` after the last one (Spin answers every key at once).
+    pub cursor: Option<String>,
 }
 
 /// What [`KeyValue::read_and_swap`] asks of its caller: the new value for what it read, or
@@ -71,6 +84,10 @@ pub trait KeyValue {
     /// new value. Counters are only ever read through this call: stores encode them
     /// differently.
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
+    /// One page of the store's keys (`wasi:keyvalue` `list-keys`), from `cursor` (`None`: the
+    /// first page). Only the sweep of [`purge`] lists keys: Spin answers with every key of
+    /// the store at once (no cursor), and on Redis with `KEYS *`.
+    fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, StoreError>;
 }
 
 /// Marks `key` used, once: `Ok(true)` for exactly one caller, however many race.
@@ -78,7 +95,8 @@ pub trait KeyValue {
 /// The marker is a counter whose value is the time it may be forgotten (`forget_after`), so
 /// the record carries its own expiry (design.md, State) while staying portable: counters are
 /// encoded differently by each store and are read only through
-/// [`KeyValue::increment`] (a purge reads one with a delta of 0). The first caller adds
+/// [`KeyValue::increment`]. The key's name ends with the same time ([`keys::forget_after`]),
+/// which is what the sweep of [`purge`] reads. The first caller adds
 /// `forget_after` to an absent (0) counter and gets exactly that back; a later caller gets a
 /// larger sum, loses, and takes its own addition back so the stored expiry stays the winner's
 /// (a loser that dies in between only makes the marker live longer). A refused request never
