@@ -18,6 +18,17 @@ pub const DEMO_SUB: &str = "demo-user-1";
 /// A valid CPF for the demo account holder (check digits right; not a real person's).
 pub const DEMO_CPF: &str = "52998224725";
 
+/// The abuse-limit variables of bc-authorize (BCA-31), which `dev` lifts.
+pub const ABUSE_LIMITS: [&str; 4] = [
+    "client_rate_limit",
+    "client_pending_limit",
+    "holder_rate_limit",
+    "holder_pending_limit",
+];
+
+/// The largest value each abuse limit takes.
+pub const LIFTED_LIMIT: &str = "1000000";
+
 /// The files of the development folder.
 pub struct DevFolder {
     dir: PathBuf,
@@ -92,10 +103,15 @@ impl DevFolder {
         Ok(true)
     }
 
-    /// `--variable name=@file` for every generated variable.
+    /// `--variable name=@file` for every generated variable, and the abuse limits of
+    /// bc-authorize (BCA-31) lifted unless given: one demo client and one demo holder are all
+    /// that load tools (`ciba-bench`) have to drive this server with.
     pub fn overrides(&self, overrides: &mut Overrides) -> anyhow::Result<()> {
         for (name, file) in FILES {
             overrides.add(&format!("{name}=@{}", self.dir.join(file).display()))?;
+        }
+        for name in ABUSE_LIMITS {
+            overrides.set_default(name, LIFTED_LIMIT);
         }
         Ok(())
     }

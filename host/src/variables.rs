@@ -54,6 +54,13 @@ impl Overrides {
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         self.0.insert(name.to_string(), value.into());
     }
+
+    /// Sets a value unless one was given.
+    pub fn set_default(&mut self, name: &str, value: impl Into<String>) {
+        self.0
+            .entry(name.to_string())
+            .or_insert_with(|| value.into());
+    }
 }
 
 /// Spin's rule for variable names: lower-case letters, digits and `_`, starting with a

@@ -37,6 +37,14 @@ pub mod var {
     pub const REFRESH_TOKEN_TTL: &str = "refresh_token_ttl";
     /// The sandbox device page: `on`, or empty (off).
     pub const DEVICE_PAGE: &str = "device_page";
+    /// Backchannel requests one client may make per minute (BCA-31).
+    pub const CLIENT_RATE_LIMIT: &str = "client_rate_limit";
+    /// Backchannel requests one client may have pending at once (BCA-31).
+    pub const CLIENT_PENDING_LIMIT: &str = "client_pending_limit";
+    /// Backchannel requests that may name one holder per hour (BCA-31).
+    pub const HOLDER_RATE_LIMIT: &str = "holder_rate_limit";
+    /// Backchannel requests one holder may have pending at once (BCA-31).
+    pub const HOLDER_PENDING_LIMIT: &str = "holder_pending_limit";
 }
 
 /// A variable that is missing or bad. Its text names the variable and the problem only.
@@ -212,6 +220,66 @@ impl Lifetimes {
             poll_interval: seconds(vars, var::POLL_INTERVAL, 5..=60, "BCA-27")?,
             id_token: seconds(vars, var::ID_TOKEN_TTL, 15_552_000..=157_680_000, "TKN-5")?,
             refresh_token: seconds(vars, var::REFRESH_TOKEN_TTL, 86_400..=315_360_000, "TOK-19")?,
+        })
+    }
+}
+
+/// A count within `range`, parsed from its variable.
+fn count(
+    vars: &dyn Variables,
+    name: &'static str,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32, ConfigError> {
+    let value: u32 = required(vars, name)?
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError::new(name, "must be a whole number"))?;
+    if !range.contains(&value) {
+        return Err(ConfigError::new(
+            name,
+            format!("must be between {} and {}", range.start(), range.end()),
+        ));
+    }
+    Ok(value)
+}
+
+/// The abuse limits of the backchannel endpoint (BCA-31; FAPI-CIBA 7.2), enforced by
+/// [`crate::rate_limit`]. Each is at least 1: a bank cannot turn them off, only raise them
+/// (load tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbuseLimits {
+    /// Requests per client per minute.
+    pub client_rate: u32,
+    /// Requests one client may have pending at once.
+    pub client_pending: u32,
+    /// Requests naming one holder per hour.
+    pub holder_rate: u32,
+    /// Requests one holder may have pending at once.
+    pub holder_pending: u32,
+}
+
+impl Default for AbuseLimits {
+    /// The defaults of `spin.toml`: 600 requests a minute and 1,000 pending per client; 20
+    /// requests an hour and 5 pending per holder.
+    fn default() -> Self {
+        Self {
+            client_rate: 600,
+            client_pending: 1000,
+            holder_rate: 20,
+            holder_pending: 5,
+        }
+    }
+}
+
+impl AbuseLimits {
+    /// Reads the four limit variables, each 1–1,000,000.
+    pub fn load(vars: &dyn Variables) -> Result<Self, ConfigError> {
+        const RANGE: std::ops::RangeInclusive<u32> = 1..=1_000_000;
+        Ok(Self {
+            client_rate: count(vars, var::CLIENT_RATE_LIMIT, RANGE)?,
+            client_pending: count(vars, var::CLIENT_PENDING_LIMIT, RANGE)?,
+            holder_rate: count(vars, var::HOLDER_RATE_LIMIT, RANGE)?,
+            holder_pending: count(vars, var::HOLDER_PENDING_LIMIT, RANGE)?,
         })
     }
 }

@@ -83,6 +83,10 @@ pub enum ProtocolError {
     ServerError(&'static str),
     /// `temporarily_unavailable`: a transient fault worth retrying.
     TemporarilyUnavailable(&'static str),
+    /// `access_denied` with 429 and `Retry-After` (its seconds): an abuse limit is full
+    /// (BCA-31). CIBA 13's code for requests the OP refuses on its own; the status and header
+    /// of RFC 6585 4 tell HTTP clients to retry later.
+    TooManyRequests(&'static str, u32),
 }
 
 impl ProtocolError {
@@ -113,6 +117,7 @@ impl ProtocolError {
             Self::NotFound(_) => "not_found",
             Self::ServerError(_) => "server_error",
             Self::TemporarilyUnavailable(_) => "temporarily_unavailable",
+            Self::TooManyRequests(..) => "access_denied",
         }
     }
 
@@ -142,7 +147,8 @@ impl ProtocolError {
             | Self::MethodNotAllowed(d)
             | Self::NotFound(d)
             | Self::ServerError(d)
-            | Self::TemporarilyUnavailable(d) => d,
+            | Self::TemporarilyUnavailable(d)
+            | Self::TooManyRequests(d, _) => d,
         }
     }
 
@@ -182,6 +188,7 @@ impl ProtocolError {
             Self::NotFound(_) => 404,
             Self::ServerError(_) => 500,
             Self::TemporarilyUnavailable(_) => 503,
+            Self::TooManyRequests(..) => 429,
         }
     }
 
@@ -214,6 +221,11 @@ impl ProtocolError {
                 "www-authenticate",
                 format!("Bearer error=\"{}\"", self.code()),
             ));
+        }
+        if let Self::TooManyRequests(_, retry_after) = self {
+            response
+                .headers
+                .push(("retry-after", retry_after.to_string()));
         }
         if let Self::MethodNotAllowed(_) = self {
             let allow = match endpoint {

@@ -71,6 +71,10 @@ pub fn variables() -> HashMap<&'static str, String> {
         (var::POLL_INTERVAL, "5".to_string()),
         (var::ID_TOKEN_TTL, "15552000".to_string()),
         (var::REFRESH_TOKEN_TTL, "31536000".to_string()),
+        (var::CLIENT_RATE_LIMIT, "600".to_string()),
+        (var::CLIENT_PENDING_LIMIT, "1000".to_string()),
+        (var::HOLDER_RATE_LIMIT, "20".to_string()),
+        (var::HOLDER_PENDING_LIMIT, "5".to_string()),
     ])
 }
 

@@ -32,6 +32,7 @@ pub mod hint;
 pub mod http;
 pub mod id_token;
 pub mod jose;
+pub mod rate_limit;
 pub mod refresh_token;
 pub mod request_object;
 pub mod scope;

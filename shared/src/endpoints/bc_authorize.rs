@@ -9,7 +9,9 @@ use crate::auth_req::{self, AuthReqId, AuthRequest, GrantTokens, HintKind, Statu
 use crate::client_auth::{self, CheckedClient, ClientAuthSettings};
 use crate::clients::{Client, Clients, GrantType};
 use crate::clock::{SKEW, UnixTime};
-use crate::config::{ClientCertHeader, ConfigError, Issuer, Lifetimes, Variables, required, var};
+use crate::config::{
+    AbuseLimits, ClientCertHeader, ConfigError, Issuer, Lifetimes, Variables, required, var,
+};
 use crate::consent::{Consent, Status as ConsentStatus};
 use crate::error::{Endpoint, ProtocolError};
 use crate::form::Form;
@@ -18,6 +20,7 @@ use crate::http::{Method, Request, Response};
 use crate::id_token::at_hash;
 use crate::jose::jwk::KeyUse;
 use crate::jose::keys::KeySet;
+use crate::rate_limit;
 use crate::request_object::{self, BackchannelRequest};
 use crate::store::{first_use, keys, record, was_used};
 use crate::users::{User, Users};
@@ -32,6 +35,8 @@ pub struct BcAuthorizeEndpoint {
     /// The signing keys, current and retired: they verify `id_token_hint`s (HINT-5).
     signing_keys: KeySet,
     lifetimes: Lifetimes,
+    /// BCA-31.
+    limits: AbuseLimits,
 }
 
 fn store_error<E>(_: E) -> ProtocolError {
@@ -52,6 +57,7 @@ impl BcAuthorizeEndpoint {
                 KeyUse::Signature,
             )?,
             lifetimes: Lifetimes::load(vars)?,
+            limits: AbuseLimits::load(vars)?,
         })
     }
 
@@ -131,8 +137,9 @@ impl BcAuthorizeEndpoint {
         hint::resolve(&backchannel.hint, &client.client_id, consent, &ctx, now)
     }
 
-    /// Uses up the single-use inputs, then stores the request (BCA-24…27, CLI-6, BCA-11,
-    /// HINT-13). Nothing before this step wrote anything.
+    /// Counts the request against the abuse limits (BCA-31), uses up the single-use inputs,
+    /// then stores the request (BCA-24…27, CLI-6, BCA-11, HINT-13). Nothing before this step
+    /// wrote anything, and a refusal here takes back the counts.
     fn persist(
         &self,
         client: CheckedClient<'_>,
@@ -151,22 +158,12 @@ impl BcAuthorizeEndpoint {
         if was_used(deps.store, &jti_key).map_err(store_error)? {
             return Err(replayed);
         }
-        let client = client.confirm(deps.store)?;
-        let client_id = &client.client().client_id;
-        if !first_use(deps.store, &jti_key, backchannel.exp + SKEW).map_err(store_error)? {
-            return Err(replayed);
-        }
-        if !hint.use_up(deps.store, now).map_err(store_error)? {
-            return Err(ProtocolError::ExpiredLoginHintToken(
-                "the login_hint_token was already used",
-            ));
-        }
         let id = AuthReqId::generate(deps.random).map_err(store_error)?;
         let salt = GrantTokens::new_salt(deps.random).map_err(store_error)?;
         let expires_at = now + i64::from(self.lifetimes.auth_req);
         let access_token = GrantTokens::access_token(&id, &salt, expires_at);
         let auth_request = AuthRequest {
-            client_id: client_id.clone(),
+            client_id: client.client().client_id.clone(),
             consent_id: backchannel.consent_id.clone(),
             scope: backchannel.scope.clone(),
             hint: hint.kind,
@@ -192,10 +189,29 @@ impl BcAuthorizeEndpoint {
             at_hash: at_hash(access_token.expose()),
             id_token: None,
         };
+        let admission = rate_limit::admit(deps.store, &self.limits, &auth_request, now)?;
         let reference = id.reference();
         let keep_until = auth_request.keep_until();
-        auth_req::store_new(deps.store, &reference, &auth_request, deps.random)
-            .map_err(store_error)?;
+        let stored = (|| {
+            client.confirm(deps.store)?;
+            if !first_use(deps.store, &jti_key, backchannel.exp + SKEW).map_err(store_error)? {
+                return Err(replayed);
+            }
+            if !hint.use_up(deps.store, now).map_err(store_error)? {
+                return Err(ProtocolError::ExpiredLoginHintToken(
+                    "the login_hint_token was already used",
+                ));
+            }
+            auth_req::store_new(deps.store, &reference, &auth_request, deps.random)
+                .map_err(store_error)
+        })();
+        match stored {
+            Ok(()) => admission.keep(),
+            Err(e) => {
+                admission.take_back(deps.store);
+                return Err(e);
+            }
+        }
         if let Some(user) = hint.user {
             auth_req::remember_for_holder(
                 deps.store,

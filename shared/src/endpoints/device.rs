@@ -34,6 +34,7 @@ use crate::http::{Method, Request, Response};
 use crate::id_token::{self, IdTokenContent};
 use crate::jose::jwe;
 use crate::jose::jws::verify_ps256;
+use crate::rate_limit;
 use crate::store::{Swap, first_use, keys, record};
 use crate::users::User;
 
@@ -369,7 +370,9 @@ impl DeviceEndpoint {
     }
 
     /// Swaps in the request's next state; a concurrent decision makes this one lose (AD-4:
-    /// the first decision wins).
+    /// the first decision wins). The winning decision frees the request's places in the
+    /// pending limits (BCA-31); if that fails, the counts stay high until their bucket ends,
+    /// which refuses more rather than less, so the decision stands.
     fn write(
         &self,
         reference: &str,
@@ -387,7 +390,15 @@ impl DeviceEndpoint {
         )
         .map_err(store_error)?
         {
-            Swap::Swapped => Ok(()),
+            Swap::Swapped => {
+                if matches!(
+                    next.status,
+                    auth_req::Status::Approved | auth_req::Status::Denied
+                ) {
+                    let _ = rate_limit::release(deps.store, &stored.data, deps.clock.now());
+                }
+                Ok(())
+            }
             Swap::Conflict => Err(ProtocolError::InvalidGrant(
                 "the request was already decided",
             )),

@@ -218,3 +218,25 @@ pub fn id_token_cancelled(jti: &str) -> String {
 pub fn id_token_not_before(sub: &str) -> String {
     format!("idt_not_before:{}", digest(sub))
 }
+
+/// A client's count of backchannel requests in the minute that ends at `until` (BCA-31).
+pub fn client_rate(client_id: &str, until: i64) -> String {
+    format!("rate:bca:client:{}:{until}", digest(client_id))
+}
+
+/// A holder's count of backchannel requests in the hour that ends at `until` (BCA-31).
+pub fn holder_rate(sub: &str, until: i64) -> String {
+    format!("rate:bca:holder:{}:{until}", digest(sub))
+}
+
+/// A client's count of pending requests made in one bucket, which counts until `until`
+/// (BCA-31, [`crate::rate_limit`]).
+pub fn client_pending(client_id: &str, until: i64) -> String {
+    format!("pending:bca:client:{}:{until}", digest(client_id))
+}
+
+/// A holder's count of pending requests made in one bucket, which counts until `until`
+/// (BCA-31, [`crate::rate_limit`]).
+pub fn holder_pending(sub: &str, until: i64) -> String {
+    format!("pending:bca:holder:{}:{until}", digest(sub))
+}
