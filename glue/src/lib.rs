@@ -64,8 +64,9 @@ pub fn once<T>(
     .map_err(|_| ProtocolError::ServerError("the server is misconfigured"))
 }
 
-/// Reads a Spin request into the shared crate's plain request, refusing bodies over
-/// [`MAX_BODY_BYTES`] before they are buffered.
+/// Reads a Spin request into the shared crate's plain request, refusing header values over
+/// their limits ([`ciba::http::check_header_limits`]) and bodies over [`MAX_BODY_BYTES`]
+/// before they are buffered.
 ///
 /// The body is read only as far as the request says it goes: not at all when there is none
 /// (neither `Content-Length` nor `Transfer-Encoding`, or `Content-Length: 0`); exactly
@@ -78,6 +79,13 @@ pub async fn read_request(
     request: spin_sdk::http::Request,
 ) -> Result<ciba::http::Request, ProtocolError> {
     let (parts, body) = request.into_parts();
+    // Header values over their limits are refused before anything else is read.
+    ciba::http::check_header_limits(
+        parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+    )?;
     let headers = parts
         .headers
         .iter()

@@ -6,6 +6,39 @@ use serde::Serialize;
 /// Largest request body read into memory; a larger one is refused before parsing.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Longest value of any request header, in bytes. The longest one this server reads is the
+/// forwarded client certificate: the URL-encoded PEM of one leaf certificate, 3 to 7 KiB for
+/// an ICP-Brasil or Directory certificate, so this is more than twice that.
+pub const MAX_HEADER_VALUE_BYTES: usize = 16 * 1024;
+
+/// Longest `Authorization` value, in bytes: this server's tokens are 43 characters, a client
+/// assertion never travels there (client secrets are refused, CLI-2), and the device token
+/// is the operator's choice; 4 KiB is far above all of them.
+pub const MAX_AUTHORIZATION_BYTES: usize = 4 * 1024;
+
+/// Refuses a request whose header values are longer than this server reads: 400
+/// `invalid_request`, as every protocol here answers a malformed request (RFC 6749 5.2 and
+/// TOK-2 at the token endpoint, CIBA 13 and BCA-29 at bc-authorize, RFC 6750 3.1 at the
+/// resource endpoints). A header block over the HTTP server's own limits (hyper, as Spin
+/// and the local host run it: about 100 headers or 400 KiB) gets 431 from that server
+/// before any component runs.
+pub fn check_header_limits<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Result<(), crate::error::ProtocolError> {
+    use crate::error::ProtocolError::InvalidRequest;
+    for (name, value) in headers {
+        if value.len() > MAX_HEADER_VALUE_BYTES {
+            return Err(InvalidRequest("a header value is longer than 16 KiB"));
+        }
+        if name.eq_ignore_ascii_case("authorization") && value.len() > MAX_AUTHORIZATION_BYTES {
+            return Err(InvalidRequest(
+                "the Authorization header is longer than 4 KiB",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// An HTTP method the endpoints tell apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -154,5 +187,41 @@ impl Response {
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ProtocolError;
+
+    #[test]
+    fn header_values_over_their_limits_are_invalid_requests() {
+        let cert = "c".repeat(MAX_HEADER_VALUE_BYTES);
+        let bearer = format!("Bearer {}", "t".repeat(MAX_AUTHORIZATION_BYTES - 7));
+        let at_limits = [
+            ("x-client-cert", cert.as_bytes()),
+            ("Authorization", bearer.as_bytes()),
+        ];
+        assert_eq!(check_header_limits(at_limits), Ok(()));
+        let long_cert = format!("{cert}c");
+        assert_eq!(
+            check_header_limits([("x-client-cert", long_cert.as_bytes())]),
+            Err(ProtocolError::InvalidRequest(
+                "a header value is longer than 16 KiB"
+            ))
+        );
+        let long_bearer = format!("{bearer}t");
+        assert_eq!(
+            check_header_limits([("authorization", long_bearer.as_bytes())]),
+            Err(ProtocolError::InvalidRequest(
+                "the Authorization header is longer than 4 KiB"
+            ))
+        );
+        // Another header may be as long as any.
+        assert_eq!(
+            check_header_limits([("x-other", long_bearer.as_bytes())]),
+            Ok(())
+        );
     }
 }

@@ -15,6 +15,7 @@ mod expiry;
 mod host;
 mod jwks;
 mod lifecycle;
+mod limits;
 mod rate_limits;
 mod review;
 mod secrets;
