@@ -559,7 +559,8 @@ pub fn remember_for_holder(
     )
 }
 
-/// The references of the holder's latest requests, newest first (AD-2).
+/// The references of the holder's latest requests, newest first, each once (AD-2): a claim
+/// retried after a store fault leaves two slots for one request.
 pub fn recent_for_holder(
     store: &dyn crate::store::KeyValue,
     sub: &str,
@@ -570,7 +571,9 @@ pub fn recent_for_holder(
     let mut out = Vec::new();
     for n in (1..=last).rev().take(HOLDER_WINDOW as usize) {
         let slot = keys::holder_request(sub, n.rem_euclid(HOLDER_WINDOW));
-        if let Some(slot) = record::get::<HolderSlot>(store, &slot, now)? {
+        if let Some(slot) = record::get::<HolderSlot>(store, &slot, now)?
+            && !out.contains(&slot.data.reference)
+        {
             out.push(slot.data.reference);
         }
     }

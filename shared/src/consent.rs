@@ -190,6 +190,56 @@ pub fn authorised(
     )
 }
 
+/// Moves the consent after its request's decision (AD-5: approved → `AUTHORISED`; AD-6:
+/// denied by the holder → `REJECTED`) if it still awaits authorisation, and returns it as it
+/// stands at `now`. `Ok(None)` when the decision moves no consent (none yet, or an AD-5
+/// denial) or the consent is gone.
+///
+/// The decision is two writes, the request first (AD-4: it is the one that must happen once),
+/// then the consent; a device call stopped between them by a store fault leaves the consent
+/// behind. Whoever meets the pair next moves it along (the device's retry, the client's
+/// poll), so a decision is never left half-applied. A consent that moved otherwise meanwhile
+/// (revoked by its client, its window passed) stays as it is.
+pub fn follow_decision(
+    store: &dyn crate::store::KeyValue,
+    request: &crate::auth_req::AuthRequest,
+    now: UnixTime,
+    random: &dyn crate::clock::Random,
+) -> Result<Option<Consent>, crate::store::StoreError> {
+    use crate::auth_req::{DenialReason, Status as Decided};
+    use crate::store::{keys, record};
+    let change: fn(&Consent, UnixTime) -> Result<Consent, TransitionError> =
+        match (request.status, request.denial) {
+            (Decided::Approved | Decided::Consumed, _) => Consent::authorise,
+            (Decided::Denied, Some(DenialReason::HolderDenied)) => Consent::reject_by_holder,
+            _ => return Ok(None),
+        };
+    // One read when the consent already moved; a compare-and-swap only when it did not.
+    // The consent as it stands rides in the error of a change not made (boxed: it is large).
+    let moved = record::update::<Consent, Option<Box<Consent>>>(
+        store,
+        &keys::consent(&request.consent_id),
+        now,
+        random,
+        |current| {
+            let Some(current) = current else {
+                return Err(None);
+            };
+            let standing = current.data.at(now);
+            if standing.status != Status::AwaitingAuthorisation {
+                return Err(Some(Box::new(standing)));
+            }
+            change(&current.data, now)
+                .map(|next| (next, current.exp))
+                .map_err(|_| Some(Box::new(standing)))
+        },
+    )?;
+    Ok(match moved {
+        Ok(next) => Some(next.at(now)),
+        Err(standing) => standing.map(|c| *c),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

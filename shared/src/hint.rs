@@ -13,7 +13,7 @@ use crate::error::ProtocolError;
 use crate::id_token::{is_cancelled, verify_hint};
 use crate::jose::keys::KeySet;
 use crate::request_object::Hint;
-use crate::store::{KeyValue, StoreError, first_use, keys, record};
+use crate::store::{KeyValue, StoreError, first_use, keys, record, release};
 use crate::users::{User, Users};
 
 /// How long an AD-generated hint id lives (HINT-13 [decision]: ≤ 300 s).
@@ -67,6 +67,16 @@ impl ResolvedHint<'_> {
                 now + AD_HINT_TTL + AD_HINT_RETENTION,
             ),
             None => Ok(true),
+        }
+    }
+
+    /// Gives the AD-generated id back after [`ResolvedHint::use_up`] when the request could
+    /// not be stored (a store fault): the client never learned of a request, so its retry may
+    /// use the id, which is consumed only when the AS accepts a request (HINT-13).
+    pub fn give_back(&self, store: &dyn KeyValue, now: UnixTime) {
+        if let Some(id) = &self.ad_hint_id {
+            let forget_after = now + AD_HINT_TTL + AD_HINT_RETENTION;
+            let _ = release(store, &keys::ad_hint_used(id), forget_after);
         }
     }
 }

@@ -12,6 +12,7 @@ mod device_page;
 mod discovery;
 mod docs;
 mod expiry;
+mod faults;
 mod host;
 mod jwks;
 mod lifecycle;

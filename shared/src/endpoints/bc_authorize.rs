@@ -202,8 +202,10 @@ impl BcAuthorizeEndpoint {
                     "the login_hint_token was already used",
                 ));
             }
+            // HINT-13: a request that could not be stored gives its AD-generated id back.
             auth_req::store_new(deps.store, &reference, &auth_request, deps.random)
                 .map_err(store_error)
+                .inspect_err(|_| hint.give_back(deps.store, now))
         })();
         match stored {
             Ok(()) => admission.keep(),
@@ -220,7 +222,8 @@ impl BcAuthorizeEndpoint {
                 keep_until,
                 deps.random,
             )
-            .map_err(store_error)?;
+            .map_err(store_error)
+            .inspect_err(|_| hint.give_back(deps.store, now))?;
         }
         Ok(id)
     }

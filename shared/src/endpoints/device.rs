@@ -35,7 +35,7 @@ use crate::id_token::{self, IdTokenContent};
 use crate::jose::jwe;
 use crate::jose::jws::verify_ps256;
 use crate::rate_limit;
-use crate::store::{Swap, first_use, keys, record};
+use crate::store::{Swap, first_use, keys, record, release, was_used};
 use crate::users::User;
 
 /// `typ` of the AS-generated login_hint_token's JWS (BR-CIBA-GH 5.2.4.1.1.1, HINT-15).
@@ -112,8 +112,9 @@ impl DeviceEndpoint {
             (Method::Get, ["holders"]) => Ok(self.holders()),
             (Method::Get, ["requests"]) => self.list(request, deps, now),
             (Method::Get, ["requests", id]) => {
-                let (_, stored) = self.find(id, deps, now)?;
-                Ok(Response::json(200, &self.view(&stored.data, id, now)))
+                let (reference, stored) = self.find(id, deps, now)?;
+                let request = redeemed(stored.data, &reference, deps, now)?;
+                Ok(Response::json(200, &self.view(&request, id, now)))
             }
             (Method::Post, ["requests", id, "approve"]) => self.approve(request, id, deps, now),
             (Method::Post, ["requests", id, "deny"]) => self.deny(id, deps, now),
@@ -303,7 +304,7 @@ impl DeviceEndpoint {
         let (reference, stored) = self.find(id, deps, now)?;
         let auth_request = &stored.data;
         if auth_request.state(now) != State::Pending {
-            return Err(wrong_state(WrongState(auth_request.state(now))));
+            return Err(self.decided(auth_request, deps, now));
         }
         let sub = match (&auth_request.subject, string_member(&body, "subject")?) {
             (Some(known), Some(given)) if known != given => {
@@ -348,24 +349,21 @@ impl DeviceEndpoint {
             .map_err(wrong_state)?;
         // The request first: its decision is the one that must happen once (AD-4).
         self.write(&reference, &stored, &approved, deps)?;
-        self.change_consent(&auth_request.consent_id, deps, now, Consent::authorise)?;
+        crate::consent::follow_decision(deps.store, &approved, now, deps.random)
+            .map_err(store_error)?;
         Ok(Response::json(200, &self.view(&approved, &reference, now)))
     }
 
     /// `POST /device/requests/<id>/deny` (AD-6).
     fn deny(&self, id: &str, deps: &Deps<'_>, now: UnixTime) -> Result<Response, ProtocolError> {
         let (reference, stored) = self.find(id, deps, now)?;
-        let denied = stored
-            .data
-            .deny(DenialReason::HolderDenied, now)
-            .map_err(wrong_state)?;
+        let denied = match stored.data.deny(DenialReason::HolderDenied, now) {
+            Ok(denied) => denied,
+            Err(_) => return Err(self.decided(&stored.data, deps, now)),
+        };
         self.write(&reference, &stored, &denied, deps)?;
-        self.change_consent(
-            &stored.data.consent_id,
-            deps,
-            now,
-            Consent::reject_by_holder,
-        )?;
+        crate::consent::follow_decision(deps.store, &denied, now, deps.random)
+            .map_err(store_error)?;
         Ok(Response::json(200, &self.view(&denied, &reference, now)))
     }
 
@@ -405,27 +403,16 @@ impl DeviceEndpoint {
         }
     }
 
-    /// Moves the consent along with the decision; a consent that moved meanwhile (revoked by
-    /// its client) is left as it is, and the token endpoint refuses the grant (TOK-11).
-    fn change_consent(
-        &self,
-        consent_id: &str,
-        deps: &Deps<'_>,
-        now: UnixTime,
-        change: fn(&Consent, UnixTime) -> Result<Consent, crate::consent::TransitionError>,
-    ) -> Result<(), ProtocolError> {
-        let _ = record::update::<Consent, crate::consent::TransitionError>(
-            deps.store,
-            &keys::consent(consent_id),
-            now,
-            deps.random,
-            |current| match current {
-                Some(c) => change(&c.data, now).map(|next| (next, c.exp)),
-                None => Err(crate::consent::TransitionError::NotAwaiting),
-            },
-        )
-        .map_err(store_error)?;
-        Ok(())
+    /// The answer to a decision on a request that is no longer pending (AD-4: the first
+    /// decision wins). The consent is first moved after the decision that stands
+    /// ([`crate::consent::follow_decision`]), in case the call that made it stopped between
+    /// its two writes (a store fault): a device that retries after a 500 completes it, and is
+    /// then told the request was decided.
+    fn decided(&self, request: &AuthRequest, deps: &Deps<'_>, now: UnixTime) -> ProtocolError {
+        match crate::consent::follow_decision(deps.store, request, now, deps.random) {
+            Ok(_) => wrong_state(WrongState(request.state(now))),
+            Err(e) => store_error(e),
+        }
     }
 
     /// `POST /device/hints {"subject"}` (AD-9, HINT-13): a short-lived, single-use id for the
@@ -481,9 +468,25 @@ impl DeviceEndpoint {
                 "the login_hint_token was already used",
             ));
         }
-        self.write(&reference, &stored, &claimed, deps)?;
-        auth_req::remember_for_holder(deps.store, &user.sub, &reference, stored.exp, deps.random)
-            .map_err(store_error)?;
+        // The holder's slot before the claim, so that a claimed request is always listed
+        // (AD-2). If either write fails, the jti is given back and the holder can scan the
+        // same code again (HINT-15: one claim, not one attempt); the slot a failed claim left
+        // lists nothing, as the list shows only the holder's pending requests, each once.
+        let claimed_and_listed = auth_req::remember_for_holder(
+            deps.store,
+            &user.sub,
+            &reference,
+            stored.exp,
+            deps.random,
+        )
+        .map_err(store_error)
+        .and_then(|()| self.write(&reference, &stored, &claimed, deps));
+        if let Err(e) = claimed_and_listed {
+            if matches!(e, ProtocolError::ServerError(_)) {
+                let _ = release(deps.store, &jti_key, qr.exp + SKEW);
+            }
+            return Err(e);
+        }
         let view = self.view_with_consent(&claimed, &reference, deps, now)?;
         Ok(Response::json(200, &view))
     }
@@ -607,6 +610,23 @@ impl DeviceEndpoint {
             auth_request_id,
         })
     }
+}
+
+/// The request as its client stands with it (TOK-10): an approved request whose redemption
+/// marker is taken was handed out. The marker decides; the record's own `CONSUMED` is a last,
+/// best-effort write that a store fault may have stopped (the client has its tokens by then).
+fn redeemed(
+    request: AuthRequest,
+    reference: &str,
+    deps: &Deps<'_>,
+    now: UnixTime,
+) -> Result<AuthRequest, ProtocolError> {
+    if request.state(now) == State::Approved
+        && was_used(deps.store, &keys::auth_request_redeemed(reference)).map_err(store_error)?
+    {
+        return request.consume(now).map_err(wrong_state);
+    }
+    Ok(request)
 }
 
 /// A verified AS-generated login_hint_token.

@@ -12,7 +12,7 @@ use crate::error::{Endpoint, ProtocolError};
 use crate::form::Form;
 use crate::http::{Method, Request, Response};
 use crate::refresh_token::{self, RefreshTokenRecord};
-use crate::store::{first_use, keys, record};
+use crate::store::{first_use, keys, record, release};
 
 /// Scopes a `client_credentials` token may carry: the client-level ones (TOK-20, CONS-3).
 pub const CLIENT_LEVEL_SCOPES: [&str; 2] = ["consents", "payments"];
@@ -110,9 +110,14 @@ impl TokenEndpoint {
             State::Consumed => Err(ProtocolError::InvalidGrant(
                 "the auth_req_id was already used",
             )),
-            State::Denied => Err(ProtocolError::AccessDenied(
-                "the account holder denied the request",
-            )),
+            State::Denied => {
+                // AD-6: a denial whose consent write did not happen is completed here; the
+                // answer is the same whether that works or not.
+                let _ = consent::follow_decision(deps.store, request, now, deps.random);
+                Err(ProtocolError::AccessDenied(
+                    "the account holder denied the request",
+                ))
+            }
             State::AwaitingClaim | State::Pending => {
                 match auth_req::pace(
                     deps.store,
@@ -159,9 +164,11 @@ impl TokenEndpoint {
         else {
             return Err(consumed);
         };
-        // TOK-11: the consent must still be authorised.
-        let consent = consent::authorised(deps.store, &request.consent_id, now)
+        // TOK-11: the consent must still be authorised. An approval whose consent write did not
+        // happen (a store fault) is completed first (AD-5).
+        let consent = consent::follow_decision(deps.store, request, now, deps.random)
             .map_err(store_error)?
+            .filter(|c| c.status == consent::Status::Authorised)
             .ok_or(ProtocolError::InvalidGrant(
                 "the consent is no longer authorised",
             ))?;
@@ -171,18 +178,14 @@ impl TokenEndpoint {
         let refresh_exp = consent
             .expiration
             .unwrap_or(now + i64::from(self.lifetimes.refresh_token));
-        let won = first_use(
-            deps.store,
-            &keys::auth_request_redeemed(&reference),
-            request.keep_until(),
-        )
-        .map_err(store_error)?;
+        let marker = keys::auth_request_redeemed(&reference);
+        let won = first_use(deps.store, &marker, request.keep_until()).map_err(store_error)?;
         if !won {
             return Err(consumed);
         }
         let tokens = GrantTokens::derive(id, salt, request.expires_at, refresh_exp);
         let expires_in = self.lifetimes.access_token;
-        access_token::store_token(
+        let written = access_token::store_token(
             deps.store,
             deps.random,
             &tokens.access_token,
@@ -197,21 +200,30 @@ impl TokenEndpoint {
                 userinfo_claims: request.userinfo_claims.clone(),
             },
             now + i64::from(expires_in),
-        )?;
-        refresh_token::store_token(
-            deps.store,
-            deps.random,
-            &tokens.refresh_token,
-            &RefreshTokenRecord {
-                client_id: request.client_id.clone(),
-                consent_id: request.consent_id.clone(),
-                sub: decision.sub.clone(),
-                scope: request.scope.clone(),
-                acr: decision.acr.clone(),
-                userinfo_claims: request.userinfo_claims.clone(),
-            },
-            refresh_exp,
-        )?;
+        )
+        .and_then(|()| {
+            refresh_token::store_token(
+                deps.store,
+                deps.random,
+                &tokens.refresh_token,
+                &RefreshTokenRecord {
+                    client_id: request.client_id.clone(),
+                    consent_id: request.consent_id.clone(),
+                    sub: decision.sub.clone(),
+                    scope: request.scope.clone(),
+                    acr: decision.acr.clone(),
+                    userinfo_claims: request.userinfo_claims.clone(),
+                },
+                refresh_exp,
+            )
+        });
+        // A token that could not be stored was never handed out: the redemption is given
+        // back, so that the client's next poll gets the tokens (TOK-10 under a store fault)
+        // rather than "already used".
+        if let Err(e) = written {
+            let _ = release(deps.store, &marker, request.keep_until());
+            return Err(e);
+        }
         // The marker already decided; this only drops the salt so the tokens cannot be
         // derived again. A conflict means another writer changed nothing that matters.
         if let Ok(consumed) = request.consume(now) {

@@ -116,11 +116,24 @@ pub fn first_use(
     Ok(false)
 }
 
+/// Gives back a use that [`first_use`] granted (with the same `forget_after`), for a winner
+/// that failed before its effect was written: the next caller wins, as if the failed one had
+/// never come (issue 9, store faults). The counter stays, at 0: unused.
+pub fn release(
+    store: &dyn KeyValue,
+    key: &str,
+    forget_after: crate::clock::UnixTime,
+) -> Result<(), StoreError> {
+    store.increment(key, -forget_after.max(1)).map(drop)
+}
+
 /// Whether [`first_use`] was already called for `key`: a read, so that a request bound to be
 /// refused for a used marker is refused before it uses up anything else. A counter exists
-/// once incremented, on every store, whatever its encoding.
+/// once incremented, on every store, whatever its encoding; one that exists is then read
+/// through [`KeyValue::increment`] (a delta of 0 writes nothing new), because a use given
+/// back by [`release`] leaves it at 0.
 pub fn was_used(store: &dyn KeyValue, key: &str) -> Result<bool, StoreError> {
-    Ok(store.get(key)?.is_some())
+    Ok(store.get(key)?.is_some() && store.increment(key, 0)? > 0)
 }
 
 #[cfg(test)]
@@ -140,5 +153,21 @@ mod tests {
             "the record holds its expiry"
         );
         assert_eq!(first_use(&store, "jti:b", 1_000), Ok(true));
+    }
+
+    #[test]
+    fn a_released_use_is_unused_and_wins_again() {
+        let store = MemoryStore::new();
+        assert_eq!(was_used(&store, "m"), Ok(false));
+        assert_eq!(first_use(&store, "m", 1_000), Ok(true));
+        assert_eq!(was_used(&store, "m"), Ok(true));
+        assert_eq!(release(&store, "m", 1_000), Ok(()));
+        assert_eq!(was_used(&store, "m"), Ok(false), "given back");
+        assert_eq!(
+            first_use(&store, "m", 1_000),
+            Ok(true),
+            "the next caller wins"
+        );
+        assert_eq!(first_use(&store, "m", 1_000), Ok(false));
     }
 }
