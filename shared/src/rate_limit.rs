@@ -470,7 +470,7 @@ mod tests {
     fn bca_31_the_limits_are_read_from_their_variables_each_at_least_one() {
         use crate::config::var;
         let vars = crate::fixtures::variables();
-        assert_eq!(AbuseLimits::load(&vars), Ok(AbuseLimits::default()));
+        assert_eq!(AbuseLimits::load(&vars), Ok(AbuseLimits::SUGGESTED));
         for name in [
             var::CLIENT_RATE_LIMIT,
             var::CLIENT_PENDING_LIMIT,
@@ -490,7 +490,7 @@ mod tests {
     }
 
     fn limits_of(r: &AuthRequest, now: UnixTime) -> Vec<(String, UnixTime)> {
-        limits_for(&AbuseLimits::default(), r, now)
+        limits_for(&AbuseLimits::SUGGESTED, r, now)
             .into_iter()
             .flat_map(|l| std::iter::once((l.add_to, l.add_to_until)).chain(l.previous))
             .collect()

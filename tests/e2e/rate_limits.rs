@@ -8,11 +8,12 @@ use serde_json::{Map, Value, json};
 use e2e::ciba::{Ciba, HOLDER_1_CPF, assert_oauth_error, ciba_variables, text};
 use e2e::{ABUSE_LIMITS, Response, Server};
 
-/// A server with the shipped limits (`spin.toml`), but for `changes`.
+/// A server with the limits README suggests for production (600 a minute and 1,000 pending
+/// per client, 20 an hour and 5 pending per holder), but for `changes`.
 fn with_limits(name: &str, changes: &[(&'static str, &str)]) -> Ciba {
     let mut vars = ciba_variables();
-    for limit in ABUSE_LIMITS {
-        vars.remove(limit);
+    for (limit, value) in ABUSE_LIMITS.iter().zip(["600", "1000", "20", "5"]) {
+        vars.insert(limit, value.to_string());
     }
     for (limit, value) in changes {
         vars.insert(limit, value.to_string());
@@ -98,7 +99,7 @@ fn bca_31_over_the_client_rate_429_until_the_minute_passes() {
 
 #[test]
 fn bca_31_over_the_holder_s_pending_requests_429_until_one_is_decided_or_expires() {
-    // The shipped defaults: 5 pending per holder.
+    // The suggested production limit: 5 pending per holder.
     let c = with_limits("pending-holder", &[]);
     let ours = c.lodge("tpp-1", HOLDER_1_CPF, None);
     let theirs = c.lodge("tpp-2", HOLDER_1_CPF, None);
