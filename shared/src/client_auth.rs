@@ -101,7 +101,7 @@ pub fn authenticate<'c>(
 pub struct CheckedClient<'c> {
     client: &'c Client,
     certificate: Option<ClientCertificate>,
-    replay: Option<ReplayMarker>,
+    replay: Option<keys::JtiMarker>,
 }
 
 impl<'c> CheckedClient<'c> {
@@ -118,7 +118,7 @@ impl<'c> CheckedClient<'c> {
     /// Uses up the assertion's `jti` (CLI-6): the client is authenticated once this passes.
     pub fn confirm(self, store: &dyn KeyValue) -> Result<AuthenticatedClient<'c>, ProtocolError> {
         if let Some(replay) = &self.replay {
-            let first = crate::store::first_use(store, &replay.key, replay.forget_after)
+            let first = crate::store::first_use_of_jti(store, replay)
                 .map_err(|_| ProtocolError::ServerError("the store is unavailable"))?;
             if !first {
                 return Err(invalid("the client assertion jti was already used"));
@@ -176,21 +176,14 @@ pub fn check<'c>(
     })
 }
 
-/// The replay marker of an assertion that passed every other check (CLI-6): kept until the
-/// assertion could no longer be accepted, its `exp` plus the skew.
-#[derive(Debug)]
-struct ReplayMarker {
-    key: String,
-    forget_after: UnixTime,
-}
-
-/// CLI-4…7.
+/// CLI-4…7, with the replay marker of an assertion that passed every other check (CLI-6):
+/// kept until the assertion could no longer be accepted, its `exp` plus the skew.
 fn private_key_jwt<'c>(
     form: &Form,
     settings: ClientAuthSettings<'c>,
     endpoint: Endpoint,
     now: UnixTime,
-) -> Result<(&'c Client, ReplayMarker), ProtocolError> {
+) -> Result<(&'c Client, keys::JtiMarker), ProtocolError> {
     if form.get("client_assertion_type") != Some(JWT_BEARER) {
         return Err(invalid(
             "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
@@ -283,10 +276,7 @@ fn private_key_jwt<'c>(
         .ok_or(invalid("the client assertion has no jti"))?;
     Ok((
         client,
-        ReplayMarker {
-            key: keys::assertion_jti(&client.client_id, jti, exp + SKEW),
-            forget_after: exp + SKEW,
-        },
+        keys::assertion_jti(&client.client_id, jti, exp + SKEW),
     ))
 }
 
@@ -449,7 +439,7 @@ mod tests {
             run(&config, &store, &good, Endpoint::Token),
             Ok("tpp-1".to_string())
         );
-        assert_eq!(store.len(), 1);
+        assert_eq!(store.len(), 2, "the jti marker and its purge tag");
         assert_eq!(
             run(&config, &store, &good, Endpoint::Token),
             Err(ProtocolError::InvalidClient(
@@ -469,5 +459,28 @@ mod tests {
         c["jti"] = json!("other");
         let jws = client_jws("client-key-1", c);
         assert!(run(&config, &store, &jws, Endpoint::BackchannelAuthentication).is_ok());
+    }
+
+    /// CLI-6: the replay cache is on (client_id, jti): a second assertion with a used jti is
+    /// refused even with another exp (a new signature, not a replayed one).
+    #[test]
+    fn cli_6_a_used_jti_is_refused_in_a_new_assertion_with_another_exp() {
+        let config = Config::load(&variables()).unwrap();
+        let store = MemoryStore::new();
+        let first = client_jws("client-key-1", claims(NOW, NOW + 60));
+        assert_eq!(
+            run(&config, &store, &first, Endpoint::Token),
+            Ok("tpp-1".to_string())
+        );
+        let mut again = claims(NOW + 5, NOW + 120);
+        again["jti"] = claims(NOW, NOW + 60)["jti"].clone();
+        let again = client_jws("client-key-1", again);
+        assert_ne!(again, first);
+        assert_eq!(
+            run(&config, &store, &again, Endpoint::Token),
+            Err(ProtocolError::InvalidClient(
+                "the client assertion jti was already used"
+            ))
+        );
     }
 }

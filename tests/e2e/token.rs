@@ -332,8 +332,8 @@ fn cli_4_bad_assertions_leave_the_store_untouched() {
     assert_eq!(response.status, 200);
     assert_eq!(
         server.store_rows(),
-        before + 3,
-        "the jti, the token and the purge's turn counter (a fresh store)"
+        before + 4,
+        "the jti marker and its purge tag, the token, the purge's turn counter (a fresh store)"
     );
 }
 
@@ -351,6 +351,25 @@ fn cli_6_a_replayed_jti_is_invalid_client_and_logged_without_the_assertion() {
         !log.contains(&assertion),
         "the log must never hold an assertion"
     );
+}
+
+/// CLI-6: the replay cache is on (client_id, jti), not on the signed assertion: a new
+/// assertion that reuses a used jti with another `iat` and `exp` is refused too.
+#[test]
+fn cli_6_a_used_jti_is_refused_in_a_new_assertion_with_another_exp() {
+    let first = claims("tpp-1", &token_url());
+    let jti = first["jti"].clone();
+    assert_eq!(
+        client_credentials(&sign("PS256", &material().client_key, "tpp-key-1", first.clone()))
+            .status,
+        200
+    );
+    let mut again = claims("tpp-1", &token_url());
+    again.insert("jti".into(), jti);
+    let later = again["exp"].as_i64().unwrap() + 30;
+    again.insert("exp".into(), json!(later));
+    let again = sign("PS256", &material().client_key, "tpp-key-1", again);
+    assert_error(&client_credentials(&again), 401, "invalid_client");
 }
 
 #[test]

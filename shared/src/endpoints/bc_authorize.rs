@@ -22,7 +22,7 @@ use crate::jose::jwk::KeyUse;
 use crate::jose::keys::KeySet;
 use crate::rate_limit;
 use crate::request_object::{self, BackchannelRequest};
-use crate::store::{first_use, keys, record, was_used};
+use crate::store::{first_use_of_jti, keys, record, was_used};
 use crate::users::{User, Users};
 
 /// What the backchannel authentication endpoint is configured with.
@@ -149,13 +149,13 @@ impl BcAuthorizeEndpoint {
         now: UnixTime,
     ) -> Result<AuthReqId, ProtocolError> {
         let replayed = ProtocolError::InvalidRequest("the request object jti was already used");
-        let jti_key = keys::request_object_jti(
+        let jti_marker = keys::request_object_jti(
             &client.client().client_id,
             &backchannel.jti,
             backchannel.exp + SKEW,
         );
         // A replayed request object is refused before the client's assertion is used up.
-        if was_used(deps.store, &jti_key).map_err(store_error)? {
+        if was_used(deps.store, &jti_marker.key).map_err(store_error)? {
             return Err(replayed);
         }
         let id = AuthReqId::generate(deps.random).map_err(store_error)?;
@@ -194,7 +194,7 @@ impl BcAuthorizeEndpoint {
         let keep_until = auth_request.keep_until();
         let stored = (|| {
             client.confirm(deps.store)?;
-            if !first_use(deps.store, &jti_key, backchannel.exp + SKEW).map_err(store_error)? {
+            if !first_use_of_jti(deps.store, &jti_marker).map_err(store_error)? {
                 return Err(replayed);
             }
             if !hint.use_up(deps.store, now).map_err(store_error)? {

@@ -35,7 +35,7 @@ use crate::id_token::{self, IdTokenContent};
 use crate::jose::jwe;
 use crate::jose::jws::verify_ps256;
 use crate::rate_limit;
-use crate::store::{Swap, first_use, keys, record, release, was_used};
+use crate::store::{Swap, first_use_of_jti, keys, record, release, was_used};
 use crate::users::User;
 
 /// `typ` of the AS-generated login_hint_token's JWS (BR-CIBA-GH 5.2.4.1.1.1, HINT-15).
@@ -462,8 +462,8 @@ impl DeviceEndpoint {
         })?;
         let consent = self.consent(&stored.data.consent_id, deps, now)?;
         holder_matches_consent(user, &consent)?;
-        let jti_key = keys::login_hint_token_jti(&qr.client_id, &qr.jti, qr.exp + SKEW);
-        if !first_use(deps.store, &jti_key, qr.exp + SKEW).map_err(store_error)? {
+        let jti_marker = keys::login_hint_token_jti(&qr.client_id, &qr.jti, qr.exp + SKEW);
+        if !first_use_of_jti(deps.store, &jti_marker).map_err(store_error)? {
             return Err(ProtocolError::InvalidGrant(
                 "the login_hint_token was already used",
             ));
@@ -483,7 +483,7 @@ impl DeviceEndpoint {
         .and_then(|()| self.write(&reference, &stored, &claimed, deps));
         if let Err(e) = claimed_and_listed {
             if matches!(e, ProtocolError::ServerError(_)) {
-                let _ = release(deps.store, &jti_key, qr.exp + SKEW);
+                let _ = release(deps.store, &jti_marker.key, jti_marker.forget_after);
             }
             return Err(e);
         }

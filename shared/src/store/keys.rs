@@ -14,9 +14,7 @@ use crate::jose::b64url;
 
 /// The prefixes of the key shapes that end with `:<unix time>` ([`forget_after`]). A new
 /// shape joins by ending with that time and being listed here (BCA-31's counters do).
-pub const TIMED: [&str; 8] = [
-    "jti:", "req_jti:", "lht_jti:", "at:", "rt:", "purge:", "rate:", "pending:",
-];
+pub const TIMED: [&str; 5] = ["at:", "rt:", "purge:", "rate:", "pending:"];
 
 /// The time in the name of a key of a [`TIMED`] shape: from then on, nothing reads it and the
 /// sweep may drop it. `None` for every other key (and for the untimed keys that older versions
@@ -54,14 +52,23 @@ pub enum Family {
     Consent,
     /// An id_token cancellation by `jti` (HINT-10).
     IdTokenCancelled,
+    /// The single-use marker of a client assertion's `jti` (CLI-6).
+    AssertionJti,
+    /// The single-use marker of a request object's `jti` (BCA-11).
+    RequestObjectJti,
+    /// The single-use marker of an AS-generated login_hint_token's `jti` (HINT-15).
+    LoginHintTokenJti,
 }
 
 impl Family {
-    const ALL: [Family; 4] = [
+    const ALL: [Family; 7] = [
         Family::Request,
         Family::AdHint,
         Family::Consent,
         Family::IdTokenCancelled,
+        Family::AssertionJti,
+        Family::RequestObjectJti,
+        Family::LoginHintTokenJti,
     ];
 
     fn name(self) -> &'static str {
@@ -70,6 +77,9 @@ impl Family {
             Family::AdHint => "ad_hint",
             Family::Consent => "consent",
             Family::IdTokenCancelled => "idt_cancelled",
+            Family::AssertionJti => "jti",
+            Family::RequestObjectJti => "req_jti",
+            Family::LoginHintTokenJti => "lht_jti",
         }
     }
 
@@ -80,6 +90,9 @@ impl Family {
             Family::AdHint => &["ad_hint:", "ad_hint_used:"],
             Family::Consent => &["consent:"],
             Family::IdTokenCancelled => &["idt_cancelled:"],
+            Family::AssertionJti => &["jti:"],
+            Family::RequestObjectJti => &["req_jti:"],
+            Family::LoginHintTokenJti => &["lht_jti:"],
         }
     }
 }
@@ -118,12 +131,36 @@ pub fn digest(text: &str) -> String {
     b64url(&sha2::Sha256::digest(text.as_bytes()))
 }
 
-/// The counter that makes a client assertion single-use (CLI-6), until `forget_after` (its
-/// `exp` plus the skew: it is refused from then on). The time in the name makes each signed
-/// assertion single-use, as before; a client that signed a second assertion with the same `jti`
-/// and another `exp` would no longer be refused for it, and only the client can do that.
-pub fn assertion_jti(client_id: &str, jti: &str, forget_after: UnixTime) -> String {
-    format!("jti:{}:{}:{forget_after}", digest(client_id), digest(jti))
+/// The single-use marker of a `jti` of a JWT a client made (assertion, request object, QR
+/// token): a counter under (client, `jti`) alone, so that a second JWT with a used `jti` is
+/// refused whatever its `exp` (CLI-6: "a replay cache on (client_id, jti) until exp"), and
+/// its purge tag, written before it, which names the time from which nothing reads it (the
+/// first JWT's `exp` plus the skew: that JWT is refused from then on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JtiMarker {
+    /// The counter ([`super::first_use`]).
+    pub key: String,
+    /// Its purge tag.
+    pub tag: String,
+    /// When it stops mattering.
+    pub forget_after: UnixTime,
+}
+
+impl JtiMarker {
+    fn new(family: Family, client_id: &str, jti: &str, forget_after: UnixTime) -> Self {
+        let id = format!("{}:{}", digest(client_id), digest(jti));
+        Self {
+            key: format!("{}{id}", family.prefixes()[0]),
+            tag: purge_tag(family, &id, forget_after),
+            forget_after,
+        }
+    }
+}
+
+/// The marker that makes a client assertion single-use (CLI-6), until `forget_after` (its
+/// `exp` plus the skew).
+pub fn assertion_jti(client_id: &str, jti: &str, forget_after: UnixTime) -> JtiMarker {
+    JtiMarker::new(Family::AssertionJti, client_id, jti, forget_after)
 }
 
 /// An access token, under its hash (TKN-1, design.md State), and the end it carries: every
@@ -160,22 +197,14 @@ pub fn auth_request_redeemed(reference: &str) -> String {
 
 /// The marker that makes a request object single-use (BCA-11), until `forget_after` (its
 /// `exp` plus the skew), as [`assertion_jti`].
-pub fn request_object_jti(client_id: &str, jti: &str, forget_after: UnixTime) -> String {
-    format!(
-        "req_jti:{}:{}:{forget_after}",
-        digest(client_id),
-        digest(jti)
-    )
+pub fn request_object_jti(client_id: &str, jti: &str, forget_after: UnixTime) -> JtiMarker {
+    JtiMarker::new(Family::RequestObjectJti, client_id, jti, forget_after)
 }
 
 /// The marker that makes an AS-generated login_hint_token single-use (HINT-15), until
 /// `forget_after` (its `exp` plus the skew), as [`assertion_jti`].
-pub fn login_hint_token_jti(client_id: &str, jti: &str, forget_after: UnixTime) -> String {
-    format!(
-        "lht_jti:{}:{}:{forget_after}",
-        digest(client_id),
-        digest(jti)
-    )
+pub fn login_hint_token_jti(client_id: &str, jti: &str, forget_after: UnixTime) -> JtiMarker {
+    JtiMarker::new(Family::LoginHintTokenJti, client_id, jti, forget_after)
 }
 
 /// An AD-generated hint id (HINT-13, AD-9), under its hash.

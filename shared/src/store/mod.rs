@@ -116,6 +116,16 @@ pub fn first_use(
     Ok(false)
 }
 
+/// [`first_use`] of a client-made JWT's `jti` marker, after its purge tag (so that no marker
+/// is ever stored without one).
+pub fn first_use_of_jti(
+    store: &dyn KeyValue,
+    marker: &keys::JtiMarker,
+) -> Result<bool, StoreError> {
+    store.set(&marker.tag, b"")?;
+    first_use(store, &marker.key, marker.forget_after)
+}
+
 /// Gives back a use that [`first_use`] granted (with the same `forget_after`), for a winner
 /// that failed before its effect was written: the next caller wins, as if the failed one had
 /// never come (issue 9, store faults). The counter stays, at 0: unused.

@@ -110,6 +110,11 @@ mod tests {
     use crate::store::keys::{Family, purge_tag};
     use crate::store::memory::MemoryStore;
 
+    /// A key named with its time, as the abuse-limit counters are.
+    fn timed(name: &str, until: UnixTime) -> String {
+        format!("pending:test:{name}:{until}")
+    }
+
     fn keys_of(store: &MemoryStore) -> Vec<String> {
         let mut keys = store.list_keys(None).unwrap().keys;
         keys.sort();
@@ -118,17 +123,25 @@ mod tests {
 
     #[test]
     fn timed_keys_carry_their_time_and_others_none() {
+        // CLI-6, BCA-11, HINT-15: a jti marker is named by (client, jti) alone, so a second
+        // JWT with a used jti finds it whatever its exp; its purge tag carries the time.
+        for marker in [
+            keys::assertion_jti("c", "j", 1_700),
+            keys::request_object_jti("c", "j", 1_700),
+            keys::login_hint_token_jti("c", "j", 1_700),
+        ] {
+            assert_eq!(keys::forget_after(&marker.key), None);
+            assert_eq!(keys::forget_after(&marker.tag), Some(1_700));
+            assert_eq!(keys::tagged(&marker.tag), [marker.key.clone()]);
+        }
         assert_eq!(
-            keys::forget_after(&keys::assertion_jti("c", "j", 1_700)),
-            Some(1_700)
+            keys::assertion_jti("c", "j", 1_700).key,
+            keys::assertion_jti("c", "j", 9_999).key,
+            "the same marker for another exp"
         );
-        assert_eq!(
-            keys::forget_after(&keys::request_object_jti("c", "j", 5)),
-            Some(5)
-        );
-        assert_eq!(
-            keys::forget_after(&keys::login_hint_token_jti("c", "j", 6)),
-            Some(6)
+        assert_ne!(
+            keys::assertion_jti("c", "j", 1_700).key,
+            keys::request_object_jti("c", "j", 1_700).key
         );
         let token = |end| crate::access_token::with_end(&[7; 32], end);
         assert_eq!(
@@ -194,12 +207,8 @@ mod tests {
     #[test]
     fn a_sweep_drops_what_expired_and_keeps_the_rest() {
         let store = MemoryStore::new();
-        store
-            .increment(&keys::assertion_jti("c", "old", 100), 100)
-            .unwrap();
-        store
-            .increment(&keys::assertion_jti("c", "new", 300), 300)
-            .unwrap();
+        store.increment(&timed("old", 100), 100).unwrap();
+        store.increment(&timed("new", 300), 300).unwrap();
         let token = crate::access_token::with_end(&[7; 32], 100);
         store
             .set(&keys::access_token(token.expose()), b"r")
@@ -227,7 +236,7 @@ mod tests {
             keys_of(&store),
             {
                 let mut k = vec![
-                    keys::assertion_jti("c", "new", 300),
+                    timed("new", 300),
                     keys::consent("urn:x:1"),
                     consent_tag.clone(),
                     keys::holder_requests("h"),
@@ -246,9 +255,7 @@ mod tests {
     fn a_sweep_keeps_to_its_budget_oldest_first_and_reports_the_backlog() {
         let store = MemoryStore::new();
         for t in 1..=10 {
-            store
-                .increment(&keys::assertion_jti("c", &t.to_string(), t), t)
-                .unwrap();
+            store.increment(&timed(&t.to_string(), t), t).unwrap();
         }
         let tag = purge_tag(Family::Request, "ref", 5);
         store.set(&tag, b"").unwrap();
@@ -258,12 +265,7 @@ mod tests {
         assert_eq!((done.expired, done.deleted, done.backlog), (11, 5, true));
         assert!(store.get(&tag).unwrap().is_some());
         assert!(store.get(&keys::auth_request("ref")).unwrap().is_some());
-        assert!(
-            store
-                .get(&keys::assertion_jti("c", "5", 5))
-                .unwrap()
-                .is_none()
-        );
+        assert!(store.get(&timed("5", 5)).unwrap().is_none());
         let done = sweep(&store, 100, SWEEP_BUDGET).unwrap();
         assert_eq!((done.expired, done.deleted, done.backlog), (6, 9, false));
         assert!(store.is_empty());
@@ -273,9 +275,7 @@ mod tests {
     fn every_sixteenth_turn_sweeps_and_a_backlog_sweeps_on_the_next() {
         let store = MemoryStore::new();
         for t in 0..(SWEEP_BUDGET as i64 + 10) {
-            store
-                .increment(&keys::assertion_jti("c", &t.to_string(), 50), 50)
-                .unwrap();
+            store.increment(&timed(&t.to_string(), 50), 50).unwrap();
         }
         for _ in 1..SWEEP_EVERY {
             assert_eq!(take_turn(&store, 100).unwrap(), None);
