@@ -360,8 +360,13 @@ fn cli_6_a_used_jti_is_refused_in_a_new_assertion_with_another_exp() {
     let first = claims("tpp-1", &token_url());
     let jti = first["jti"].clone();
     assert_eq!(
-        client_credentials(&sign("PS256", &material().client_key, "tpp-key-1", first.clone()))
-            .status,
+        client_credentials(&sign(
+            "PS256",
+            &material().client_key,
+            "tpp-key-1",
+            first.clone()
+        ))
+        .status,
         200
     );
     let mut again = claims("tpp-1", &token_url());
