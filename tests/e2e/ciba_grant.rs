@@ -415,7 +415,7 @@ fn ad_5_an_essential_cpf_of_someone_else_denies() {
 
 /// `n` polls of `id` by tpp-1 at the same moment: status and `error` of each. Each carries
 /// its own assertion, made before they all start.
-fn concurrent_polls(c: &Ciba, id: &str, n: usize) -> Vec<(u16, String)> {
+pub(crate) fn concurrent_polls(c: &Ciba, id: &str, n: usize) -> Vec<(u16, String)> {
     let bodies: Vec<String> = (0..n)
         .map(|_| {
             format!(

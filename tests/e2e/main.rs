@@ -20,6 +20,7 @@ mod limits;
 mod rate_limits;
 mod review;
 mod secrets;
+mod soak;
 mod store;
 mod token;
 mod userinfo;

@@ -95,7 +95,7 @@ impl Kind {
                 "concurrent approvals and denials of one request: one 200, the rest 409; the poll and the consent follow the winner"
             }
             Kind::SlowDown => {
-                "concurrent polls of a pending request: only authorization_pending or slow_down, at most one pending; a poll after the interval the answers imply is pending"
+                "concurrent polls of a pending request: only authorization_pending or slow_down; a poll after the interval the answers imply is pending"
             }
         }
     }
