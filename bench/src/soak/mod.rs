@@ -400,6 +400,19 @@ pub fn table(report: &Report) -> String {
             let _ = writeln!(out, "{} error {e}", s.kind.name());
         }
     }
+    if report
+        .scenarios
+        .iter()
+        .flat_map(|s| &s.first_errors)
+        .any(|e| e.contains("answered 429"))
+    {
+        let _ = writeln!(
+            out,
+            "The abuse limits (BCA-31) refused requests: run the soak against a bundle with \
+             client_rate_limit, client_pending_limit, holder_rate_limit and holder_pending_limit \
+             raised (ciba-host dev raises them unless given)."
+        );
+    }
     if let Some(why) = &report.stopped {
         let _ = writeln!(out, "INCOMPLETE: {why}");
     }
