@@ -19,6 +19,8 @@ targets=("${@:-${all[@]}}")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
 cargo fuzz build -s none >/dev/null
+# The seeds, written afresh (deterministic); the private JWK Sets among them are never committed.
+cargo run -q --release --example seed-corpus >/dev/null
 bin="target/$(rustc -vV | sed -n 's/^host: //p')/release"
 
 # The largest input each target sees in service: bodies up to 64 KiB, a JWE up to 16 KiB
