@@ -276,7 +276,7 @@ fn private_key_jwt<'c>(
         .ok_or(invalid("the client assertion has no jti"))?;
     Ok((
         client,
-        keys::assertion_jti(&client.client_id, jti, exp + SKEW),
+        keys::assertion_jti(&client.client_id, jti, exp + SKEW, now),
     ))
 }
 
@@ -439,7 +439,7 @@ mod tests {
             run(&config, &store, &good, Endpoint::Token),
             Ok("tpp-1".to_string())
         );
-        assert_eq!(store.len(), 2, "the jti marker and its purge tag");
+        assert_eq!(store.len(), 1, "the jti marker, named with its time");
         assert_eq!(
             run(&config, &store, &good, Endpoint::Token),
             Err(ProtocolError::InvalidClient(

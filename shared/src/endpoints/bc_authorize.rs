@@ -22,7 +22,7 @@ use crate::jose::jwk::KeyUse;
 use crate::jose::keys::KeySet;
 use crate::rate_limit;
 use crate::request_object::{self, BackchannelRequest};
-use crate::store::{first_use_of_jti, keys, record, was_used};
+use crate::store::{first_use_of_jti, jti_was_used, keys, record};
 use crate::users::{User, Users};
 
 /// What the backchannel authentication endpoint is configured with.
@@ -153,9 +153,10 @@ impl BcAuthorizeEndpoint {
             &client.client().client_id,
             &backchannel.jti,
             backchannel.exp + SKEW,
+            now,
         );
         // A replayed request object is refused before the client's assertion is used up.
-        if was_used(deps.store, &jti_marker.key).map_err(store_error)? {
+        if jti_was_used(deps.store, &jti_marker).map_err(store_error)? {
             return Err(replayed);
         }
         let id = AuthReqId::generate(deps.random).map_err(store_error)?;

@@ -462,7 +462,7 @@ impl DeviceEndpoint {
         })?;
         let consent = self.consent(&stored.data.consent_id, deps, now)?;
         holder_matches_consent(user, &consent)?;
-        let jti_marker = keys::login_hint_token_jti(&qr.client_id, &qr.jti, qr.exp + SKEW);
+        let jti_marker = keys::login_hint_token_jti(&qr.client_id, &qr.jti, qr.exp + SKEW, now);
         if !first_use_of_jti(deps.store, &jti_marker).map_err(store_error)? {
             return Err(ProtocolError::InvalidGrant(
                 "the login_hint_token was already used",

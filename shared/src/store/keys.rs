@@ -14,7 +14,9 @@ use crate::jose::b64url;
 
 /// The prefixes of the key shapes that end with `:<unix time>` ([`forget_after`]). A new
 /// shape joins by ending with that time and being listed here (BCA-31's counters do).
-pub const TIMED: [&str; 5] = ["at:", "rt:", "purge:", "rate:", "pending:"];
+pub const TIMED: [&str; 8] = [
+    "at:", "rt:", "purge:", "rate:", "pending:", "jti:", "req_jti:", "lht_jti:",
+];
 
 /// The time in the name of a key of a [`TIMED`] shape: from then on, nothing reads it and the
 /// sweep may drop it. `None` for every other key (and for the untimed keys that older versions
@@ -52,11 +54,14 @@ pub enum Family {
     Consent,
     /// An id_token cancellation by `jti` (HINT-10).
     IdTokenCancelled,
-    /// The single-use marker of a client assertion's `jti` (CLI-6).
+    /// The single-use marker of a client assertion's `jti` (CLI-6), as the previous version
+    /// named it (by client and `jti`, with a tag). Markers now carry their time
+    /// ([`JtiMarker`]); these tags are still read, so that the sweep drops what an earlier
+    /// version wrote.
     AssertionJti,
-    /// The single-use marker of a request object's `jti` (BCA-11).
+    /// The same, of a request object's `jti` (BCA-11).
     RequestObjectJti,
-    /// The single-use marker of an AS-generated login_hint_token's `jti` (HINT-15).
+    /// The same, of an AS-generated login_hint_token's `jti` (HINT-15).
     LoginHintTokenJti,
 }
 
@@ -131,27 +136,59 @@ pub fn digest(text: &str) -> String {
     b64url(&sha2::Sha256::digest(text.as_bytes()))
 }
 
+/// The width of the time buckets of [`JtiMarker`]s: at least [`JTI_REACH`], so that every
+/// marker still in force lies in one of two adjacent buckets.
+pub const JTI_BUCKET: UnixTime = 900;
+
+/// How far past `now` the marker of a JWT accepted now can stay in force: a lifetime of at
+/// most 600 s (CLI-5, BCA-10; 300 s for QR tokens, HINT-15) from an `iat` or `nbf` at most
+/// the skew ahead, plus the skew after `exp`; and a minute more for racing requests that
+/// read another instance's clock.
+pub const JTI_REACH: UnixTime = 600 + 2 * crate::clock::SKEW + 60;
+
 /// The single-use marker of a `jti` of a JWT a client made (assertion, request object, QR
-/// token): a counter under (client, `jti`) alone, so that a second JWT with a used `jti` is
-/// refused whatever its `exp` (CLI-6: "a replay cache on (client_id, jti) until exp"), and
-/// its purge tag, written before it, which names the time from which nothing reads it (the
-/// first JWT's `exp` plus the skew: that JWT is refused from then on).
+/// token). CLI-6 asks for "a replay cache on (client_id, jti) until exp": a second JWT with a
+/// used `jti` is refused whatever its `exp`. The marker is a counter under (client, `jti`,
+/// time bucket of its `forget_after`), named with the bucket's end so that the sweep drops it
+/// by name, with no purge tag to write ([`TIMED`]); a JWT whose `exp` puts it in the other
+/// bucket a marker in force can be in is caught by reading that bucket (`neighbours`).
+///
+/// Racing JWTs with one `jti` and the same `exp` contend on one counter
+/// ([`super::first_use`]). With different buckets each increments its own and then reads the
+/// other's: of two racers, at least the later reader sees the other's increment, so at most
+/// one wins ([`super::first_use_of_jti`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JtiMarker {
-    /// The counter ([`super::first_use`]).
+    /// The counter ([`super::first_use`]), in the bucket of `forget_after`.
     pub key: String,
-    /// Its purge tag.
-    pub tag: String,
-    /// When it stops mattering.
+    /// The same counter in the other buckets a marker still in force can be in: one.
+    pub neighbours: Vec<String>,
+    /// When the JWT stops mattering (its `exp` plus the skew).
     pub forget_after: UnixTime,
 }
 
 impl JtiMarker {
-    fn new(family: Family, client_id: &str, jti: &str, forget_after: UnixTime) -> Self {
-        let id = format!("{}:{}", digest(client_id), digest(jti));
+    fn new(
+        family: &str,
+        client_id: &str,
+        jti: &str,
+        forget_after: UnixTime,
+        now: UnixTime,
+    ) -> Self {
+        let id = format!("{family}{}:{}", digest(client_id), digest(jti));
+        let bucket = |t: UnixTime| t.div_euclid(JTI_BUCKET);
+        // A marker in force ends in (now, now + JTI_REACH]: two buckets at most, as
+        // JTI_BUCKET ≥ JTI_REACH.
+        let first = bucket(now + 1);
+        let own = bucket(forget_after);
+        let key_of = |b: UnixTime| format!("{id}:{}", (b + 1) * JTI_BUCKET);
         Self {
-            key: format!("{}{id}", family.prefixes()[0]),
-            tag: purge_tag(family, &id, forget_after),
+            key: key_of(own),
+            neighbours: [first, first + 1]
+                .into_iter()
+                .filter(|b| *b != own)
+                .map(key_of)
+                .collect(),
             forget_after,
         }
     }
@@ -159,8 +196,13 @@ impl JtiMarker {
 
 /// The marker that makes a client assertion single-use (CLI-6), until `forget_after` (its
 /// `exp` plus the skew).
-pub fn assertion_jti(client_id: &str, jti: &str, forget_after: UnixTime) -> JtiMarker {
-    JtiMarker::new(Family::AssertionJti, client_id, jti, forget_after)
+pub fn assertion_jti(
+    client_id: &str,
+    jti: &str,
+    forget_after: UnixTime,
+    now: UnixTime,
+) -> JtiMarker {
+    JtiMarker::new("jti:", client_id, jti, forget_after, now)
 }
 
 /// An access token, under its hash (TKN-1, design.md State), and the end it carries: every
@@ -197,14 +239,24 @@ pub fn auth_request_redeemed(reference: &str) -> String {
 
 /// The marker that makes a request object single-use (BCA-11), until `forget_after` (its
 /// `exp` plus the skew), as [`assertion_jti`].
-pub fn request_object_jti(client_id: &str, jti: &str, forget_after: UnixTime) -> JtiMarker {
-    JtiMarker::new(Family::RequestObjectJti, client_id, jti, forget_after)
+pub fn request_object_jti(
+    client_id: &str,
+    jti: &str,
+    forget_after: UnixTime,
+    now: UnixTime,
+) -> JtiMarker {
+    JtiMarker::new("req_jti:", client_id, jti, forget_after, now)
 }
 
 /// The marker that makes an AS-generated login_hint_token single-use (HINT-15), until
 /// `forget_after` (its `exp` plus the skew), as [`assertion_jti`].
-pub fn login_hint_token_jti(client_id: &str, jti: &str, forget_after: UnixTime) -> JtiMarker {
-    JtiMarker::new(Family::LoginHintTokenJti, client_id, jti, forget_after)
+pub fn login_hint_token_jti(
+    client_id: &str,
+    jti: &str,
+    forget_after: UnixTime,
+    now: UnixTime,
+) -> JtiMarker {
+    JtiMarker::new("lht_jti:", client_id, jti, forget_after, now)
 }
 
 /// An AD-generated hint id (HINT-13, AD-9), under its hash.

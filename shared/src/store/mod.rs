@@ -116,14 +116,47 @@ pub fn first_use(
     Ok(false)
 }
 
-/// [`first_use`] of a client-made JWT's `jti` marker, after its purge tag (so that no marker
-/// is ever stored without one).
+/// [`first_use`] of a client-made JWT's `jti` marker (CLI-6, BCA-11, HINT-15): `Ok(true)` for
+/// exactly one caller, however many race, whatever their JWTs' `exp`.
+///
+/// The marker's own bucket is incremented first, then the other bucket a marker in force can
+/// be in is read ([`keys::JtiMarker`]): of two racers in different buckets, the one that reads
+/// last sees the other's increment, so both may lose but never both win. A loser, and a winner
+/// whose read failed, take their use back ([`release`]), so that a refused or failed request
+/// uses up nothing it need not.
 pub fn first_use_of_jti(
     store: &dyn KeyValue,
     marker: &keys::JtiMarker,
 ) -> Result<bool, StoreError> {
-    store.set(&marker.tag, b"")?;
-    first_use(store, &marker.key, marker.forget_after)
+    if !first_use(store, &marker.key, marker.forget_after)? {
+        return Ok(false);
+    }
+    for neighbour in &marker.neighbours {
+        match was_used(store, neighbour) {
+            Ok(false) => {}
+            Ok(true) => {
+                // The JWT is refused whether or not the take-back lands: its `jti` is used.
+                let _ = release(store, &marker.key, marker.forget_after);
+                return Ok(false);
+            }
+            Err(e) => {
+                let _ = release(store, &marker.key, marker.forget_after);
+                return Err(e);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Whether a `jti` marker was used, in any bucket where one still in force can be: a read, as
+/// [`was_used`].
+pub fn jti_was_used(store: &dyn KeyValue, marker: &keys::JtiMarker) -> Result<bool, StoreError> {
+    for key in std::iter::once(&marker.key).chain(&marker.neighbours) {
+        if was_used(store, key)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Gives back a use that [`first_use`] granted (with the same `forget_after`), for a winner
@@ -179,5 +212,93 @@ mod tests {
             "the next caller wins"
         );
         assert_eq!(first_use(&store, "m", 1_000), Ok(false));
+    }
+
+    const NOW: crate::clock::UnixTime = 1_800_000_000;
+
+    /// Every lifetime a JWT can have, from every second of two buckets.
+    fn each_case(mut check: impl FnMut(i64, i64, i64)) {
+        for now in (NOW..NOW + 2 * keys::JTI_BUCKET).step_by(7) {
+            for first in [now + 1, now + 300, now + 720] {
+                for later in [now, first - 1] {
+                    check(now, first, later);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cli_6_a_used_jti_is_found_from_any_bucket_while_it_is_in_force() {
+        each_case(|now, first, later| {
+            let store = MemoryStore::new();
+            let marker = keys::assertion_jti("c", "j", first, now);
+            assert_eq!(marker.neighbours.len(), 1, "one read for the other bucket");
+            assert_eq!(first_use_of_jti(&store, &marker), Ok(true));
+            for end in [later + 1, later + 360, later + 720] {
+                let again = keys::assertion_jti("c", "j", end, later);
+                assert_eq!(
+                    jti_was_used(&store, &again),
+                    Ok(true),
+                    "{now} {first} {later} {end}"
+                );
+                assert_eq!(
+                    first_use_of_jti(&store, &again),
+                    Ok(false),
+                    "{now} {first} {later} {end}"
+                );
+                let other = keys::assertion_jti("c", "other", end, later);
+                assert_eq!(jti_was_used(&store, &other), Ok(false));
+            }
+        });
+    }
+
+    #[test]
+    fn cli_6_a_refused_jti_leaves_its_bucket_as_it_found_it() {
+        let store = MemoryStore::new();
+        let first = keys::assertion_jti("c", "j", NOW + 10, NOW);
+        assert_eq!(first_use_of_jti(&store, &first), Ok(true));
+        // Another exp, in the other bucket: refused, and its own bucket stays unused.
+        let mut end = NOW + 10;
+        while keys::assertion_jti("c", "j", end, NOW).key == first.key {
+            end += 1;
+        }
+        let second = keys::assertion_jti("c", "j", end, NOW);
+        assert_eq!(first_use_of_jti(&store, &second), Ok(false));
+        assert_eq!(was_used(&store, &second.key), Ok(false));
+        assert_eq!(was_used(&store, &first.key), Ok(true));
+    }
+
+    #[test]
+    fn cli_6_racing_jwts_with_one_jti_never_both_win() {
+        let store = std::sync::Arc::new(MemoryStore::new());
+        let mut both_lost = 0;
+        for trial in 0..2_000 {
+            let jti = format!("j{trial}");
+            // Two exps either side of a bucket's end, as far apart as a marker can be.
+            let boundary = (NOW / keys::JTI_BUCKET + 1) * keys::JTI_BUCKET;
+            let now = boundary - 300;
+            let ends = [boundary - 1, boundary + 400];
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let racers: Vec<_> = ends
+                .into_iter()
+                .map(|end| {
+                    let (store, barrier, jti) = (store.clone(), barrier.clone(), jti.clone());
+                    std::thread::spawn(move || {
+                        let marker = keys::assertion_jti("c", &jti, end, now);
+                        barrier.wait();
+                        first_use_of_jti(store.as_ref(), &marker).unwrap()
+                    })
+                })
+                .collect();
+            let winners = racers
+                .into_iter()
+                .map(|r| r.join().unwrap())
+                .filter(|won| *won)
+                .count();
+            assert!(winners <= 1, "trial {trial}: both won");
+            both_lost += usize::from(winners == 0);
+        }
+        // Both may lose (each saw the other's increment); report it, never assert on timing.
+        println!("both lost in {both_lost} of 2000 races");
     }
 }
