@@ -378,6 +378,45 @@ fn cli_6_a_used_jti_is_refused_in_a_new_assertion_with_another_exp() {
 }
 
 #[test]
+fn cli_6_a_used_jti_is_refused_from_the_other_time_bucket() {
+    // jti markers live in 900 s buckets of exp + 60 s (store::keys::JtiMarker): a server of its
+    // own, its clock set 300 s before a bucket's end, so that the first assertion's marker
+    // falls just before it and the second's after it.
+    let server = {
+        let mut vars = variables();
+        vars.insert("clients", json!([client("tpp-1", "consents")]).to_string());
+        Server::bundle_on_disk(vars, "token-jti-buckets")
+    };
+    let real = assertion::now();
+    let shift = (900 - (real + 300) % 900) % 900;
+    server.time.advance(shift);
+    let now = real + shift;
+    let end = now + 300;
+    let aud = format!("{}/token", server.base);
+    let send = |exp: i64, jti: &str| {
+        let mut c = assertion::claims_at("tpp-1", &aud, now);
+        c.insert("exp".into(), json!(exp));
+        c.insert("jti".into(), json!(jti));
+        let a = sign("PS256", &material().client_key, "tpp-key-1", c);
+        let body = format!(
+            "grant_type=client_credentials&scope=consents&{}",
+            assertion::form(&a)
+        );
+        let headers = [
+            ("content-type", "application/x-www-form-urlencoded"),
+            (CERT_HEADER, certificate()),
+        ];
+        server.send("POST", "/token", &headers, body.as_bytes())
+    };
+    // Earlier bucket first, then later; and the other way round.
+    assert_eq!(send(end - 61, "jti-a").status, 200);
+    assert_error(&send(end + 100, "jti-a"), 401, "invalid_client");
+    assert_eq!(send(end + 100, "jti-b").status, 200);
+    assert_error(&send(end - 61, "jti-b"), 401, "invalid_client");
+    assert_eq!(send(end - 61, "jti-c").status, 200, "another jti is free");
+}
+
+#[test]
 fn cli_5_the_issuer_is_an_accepted_audience() {
     let assertion = sign(
         "PS256",
