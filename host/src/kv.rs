@@ -1,7 +1,8 @@
 //! The embedded key-value store: one SQLite file with Spin's schema and Spin's semantics
-//! (`crates/key-value-spin`), opened as Spin opens it: every label's pairs in one table, `increment` as an 8-byte
-//! little-endian integer inside a transaction, and compare-and-swap as an `UPDATE … WHERE
-//! value = <value read by current>`, or an unconditional upsert when the key was absent.
+//! (`crates/key-value-spin`), opened as Spin opens it: every label's pairs in one table,
+//! `increment` as an 8-byte little-endian integer inside a transaction, and compare-and-swap
+//! as an `UPDATE … WHERE value = <value read by current>`, or an unconditional upsert when
+//! the key was absent.
 //!
 //! Also [`KvFaults`]: the count of the key-value calls components make, and a fault injected
 //! at the N-th (`ciba-host up --fail-kv-op N`, and the fault tests).
@@ -38,7 +39,7 @@ impl SqliteKv {
         // rollback journal and `synchronous = FULL`, so every write is a transaction that
         // waits for the disk (about 0.9 ms each on the development machine, against 0.03 ms
         // in WAL mode), behind one lock for the whole store. The host once used WAL here and
-        // so flattered every write-heavy endpoint (BENCHMARKS.md, "The store").
+        // so flattered every write-heavy endpoint (bench/BENCHMARKS.md, "Issue 8, last round").
         Self::init(conn)
     }
 

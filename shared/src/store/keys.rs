@@ -54,10 +54,9 @@ pub enum Family {
     Consent,
     /// An id_token cancellation by `jti` (HINT-10).
     IdTokenCancelled,
-    /// The single-use marker of a client assertion's `jti` (CLI-6), as the previous version
-    /// named it (by client and `jti`, with a tag). Markers now carry their time
-    /// ([`JtiMarker`]); these tags are still read, so that the sweep drops what an earlier
-    /// version wrote.
+    /// The single-use marker of a client assertion's `jti` (CLI-6). Markers now carry their
+    /// time ([`JtiMarker`]) and get no tag; the tags an earlier version wrote are still read,
+    /// so that the sweep drops its markers.
     AssertionJti,
     /// The same, of a request object's `jti` (BCA-11).
     RequestObjectJti,
@@ -146,6 +145,11 @@ pub const JTI_BUCKET: UnixTime = 900;
 /// read another instance's clock.
 pub const JTI_REACH: UnixTime = 600 + 2 * crate::clock::SKEW + 60;
 
+const _: () = assert!(
+    JTI_BUCKET >= JTI_REACH,
+    "a marker in force spans two buckets at most"
+);
+
 /// The single-use marker of a `jti` of a JWT a client made (assertion, request object, QR
 /// token). CLI-6 asks for "a replay cache on (client_id, jti) until exp": a second JWT with a
 /// used `jti` is refused whatever its `exp`. The marker is a counter under (client, `jti`,
@@ -169,13 +173,18 @@ pub struct JtiMarker {
 
 impl JtiMarker {
     fn new(
-        family: &str,
+        family: Family,
         client_id: &str,
         jti: &str,
         forget_after: UnixTime,
         now: UnixTime,
     ) -> Self {
-        let id = format!("{family}{}:{}", digest(client_id), digest(jti));
+        let id = format!(
+            "{}{}:{}",
+            family.prefixes()[0],
+            digest(client_id),
+            digest(jti)
+        );
         let bucket = |t: UnixTime| t.div_euclid(JTI_BUCKET);
         // A marker in force ends in (now, now + JTI_REACH]: two buckets at most, as
         // JTI_BUCKET ≥ JTI_REACH.
@@ -202,7 +211,7 @@ pub fn assertion_jti(
     forget_after: UnixTime,
     now: UnixTime,
 ) -> JtiMarker {
-    JtiMarker::new("jti:", client_id, jti, forget_after, now)
+    JtiMarker::new(Family::AssertionJti, client_id, jti, forget_after, now)
 }
 
 /// An access token, under its hash (TKN-1, design.md State), and the end it carries: every
@@ -245,7 +254,7 @@ pub fn request_object_jti(
     forget_after: UnixTime,
     now: UnixTime,
 ) -> JtiMarker {
-    JtiMarker::new("req_jti:", client_id, jti, forget_after, now)
+    JtiMarker::new(Family::RequestObjectJti, client_id, jti, forget_after, now)
 }
 
 /// The marker that makes an AS-generated login_hint_token single-use (HINT-15), until
@@ -256,7 +265,7 @@ pub fn login_hint_token_jti(
     forget_after: UnixTime,
     now: UnixTime,
 ) -> JtiMarker {
-    JtiMarker::new("lht_jti:", client_id, jti, forget_after, now)
+    JtiMarker::new(Family::LoginHintTokenJti, client_id, jti, forget_after, now)
 }
 
 /// An AD-generated hint id (HINT-13, AD-9), under its hash.
