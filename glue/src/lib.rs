@@ -89,7 +89,12 @@ pub async fn read_request(
     let headers = parts
         .headers
         .iter()
-        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        // Every occurrence is kept, even one that is not visible ASCII: a header's count
+        // matters (a second client-certificate header is refused, `certificate.rs`).
+        .map(|(n, v)| {
+            let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            (n.as_str().to_string(), value)
+        })
         .collect::<Vec<_>>();
     // Spin appends its own headers after the client's: a client-sent `spin-path-info`
     // comes first, so only the last value is Spin's.

@@ -25,13 +25,16 @@ impl ClientCertificate {
     /// Reads the leaf certificate out of a forwarded header value.
     pub fn from_header_value(value: &str) -> Option<Self> {
         let pem = percent_decode_str(value).decode_utf8().ok()?;
-        let begin = "-----BEGIN CERTIFICATE-----";
-        let start = pem.find(begin)? + begin.len();
-        let end = start + pem[start..].find("-----END CERTIFICATE-----")?;
-        let body: String = pem[start..end]
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
+        // Exactly one PEM block and nothing around it: a value a proxy joined from two
+        // headers (`forged, real`) must not yield its first certificate.
+        let pem = pem.trim();
+        let body = pem
+            .strip_prefix("-----BEGIN CERTIFICATE-----")?
+            .strip_suffix("-----END CERTIFICATE-----")?;
+        if body.contains("-----") {
+            return None;
+        }
+        let body: String = body.chars().filter(|c| !c.is_whitespace()).collect();
         let der = b64_decode(&body)?;
         let cert = x509_cert::Certificate::from_der(&der).ok()?;
         Some(Self {
@@ -49,14 +52,19 @@ impl ClientCertificate {
         let Some(name) = header.name() else {
             return Ok(None);
         };
-        let mut values = request.header_values(name).filter(|v| !v.trim().is_empty());
+        // Every occurrence counts, empty ones included: a proxy that adds an empty header
+        // when no certificate was presented must not let the client's own header through.
+        let mut values = request.header_values(name);
         let Some(value) = values.next() else {
             return Ok(None);
         };
         if values.next().is_some() {
             return Err(ProtocolError::InvalidClient(
-                "more than one client certificate",
+                "more than one client certificate header",
             ));
+        }
+        if value.trim().is_empty() {
+            return Ok(None);
         }
         Self::from_header_value(value)
             .map(Some)

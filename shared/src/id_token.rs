@@ -53,7 +53,8 @@ pub struct IdTokenContent<'a> {
     pub jti: &'a str,
     /// When it is made.
     pub iat: UnixTime,
-    /// Its lifetime: at least 180 days (TKN-5).
+    /// Its lifetime from the latest moment it can be handed out (the request's expiry): at
+    /// least 180 days (TKN-5).
     pub lifetime: u32,
 }
 
@@ -79,9 +80,11 @@ pub fn sign(content: &IdTokenContent<'_>, keys: &KeySet) -> Result<String, Proto
     claims.insert("aud".into(), json!(client_id));
     claims.insert("azp".into(), json!(client_id));
     claims.insert("iat".into(), json!(content.iat));
+    // TKN-5: 180 days from the moment the client receives it, which is at the latest when the
+    // request expires (an approved request is redeemable until then), not from the approval.
     claims.insert(
         "exp".into(),
-        json!(content.iat + i64::from(content.lifetime)),
+        json!(content.request.expires_at.max(content.iat) + i64::from(content.lifetime)),
     );
     claims.insert("jti".into(), json!(content.jti));
     claims.insert("auth_time".into(), json!(content.decision.auth_time));
@@ -98,9 +101,10 @@ pub fn sign(content: &IdTokenContent<'_>, keys: &KeySet) -> Result<String, Proto
         .map_err(|_| ProtocolError::ServerError("the id_token cannot be signed"))
 }
 
-/// The longest an id_token of this server can live (the top of `id_token_ttl`'s range):
+/// The longest an id_token of this server can live (the top of `id_token_ttl`'s range, from
+/// the latest expiry of the request it answers, at most `auth_req_ttl`'s top after approval):
 /// how long a cancellation must be remembered.
-pub const LONGEST_LIFETIME: i64 = 157_680_000;
+pub const LONGEST_LIFETIME: i64 = 157_680_000 + 360;
 
 /// A cancelled id_token, by `jti` (HINT-10).
 #[derive(Debug, Clone, Serialize, Deserialize)]

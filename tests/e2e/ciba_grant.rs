@@ -166,6 +166,28 @@ fn tok_13_tkn_4_to_9_login_hint_flow_issues_tokens_once() {
     assert_oauth_error(&c.poll("tpp-1", &id), 400, "invalid_grant");
 }
 
+/// TKN-5: the id_token is signed when the holder approves, but the client receives it when it
+/// redeems, at the latest just before the request expires: its `exp` covers 180 days from
+/// then (a conformance suite checks `exp` >= now + 180 days - 5 minutes at receipt).
+#[test]
+fn tkn_5_the_id_token_lives_180_days_from_the_latest_redemption() {
+    let c = Ciba::new("tkn5-late");
+    let consent_id = c.lodge("tpp-1", HOLDER_1_CPF, None);
+    let id = c.start_with_login_hint("tpp-1", &consent_id);
+    assert_eq!(c.approve(&id, LOA2).status, 200);
+    // The holder approved at once; the client redeems 290 s later, 10 s before expiry.
+    c.server.time.advance(290);
+    let response = c.poll("tpp-1", &id);
+    assert_eq!(response.status, 200, "{}", text(&response));
+    let (_, idt) = verify_id_token(response.json()["id_token"].as_str().unwrap());
+    let exp = idt["exp"].as_i64().unwrap();
+    assert!(
+        exp >= c.now() + 180 * 86_400,
+        "exp {exp} is less than 180 days after receipt ({})",
+        c.now()
+    );
+}
+
 #[test]
 fn tok_14_the_access_token_is_bound_to_the_polling_certificate() {
     let c = ciba();

@@ -504,6 +504,41 @@ fn cli_9_with_mtls_a_certificate_is_required_even_for_private_key_jwt() {
     assert_error(&response, 401, "invalid_client");
 }
 
+/// A proxy that adds an empty `client_cert_header` when no certificate was presented, beside
+/// the client's own header, must not let that header through: every occurrence counts.
+#[test]
+fn cli_9_an_empty_certificate_header_beside_another_is_refused() {
+    let body = format!(
+        "grant_type=client_credentials&{}",
+        assertion::form(&good_assertion())
+    );
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    let send = |certs: &[&str]| {
+        let mut headers = vec![form];
+        headers.extend(certs.iter().map(|c| (CERT_HEADER, *c)));
+        server().send("POST", "/token", &headers, body.as_bytes())
+    };
+    for certs in [
+        vec!["", certificate()],
+        vec![certificate(), ""],
+        vec![certificate(), certificate()],
+    ] {
+        let response = send(&certs);
+        assert_error(&response, 401, "invalid_client");
+        assert_eq!(
+            response.json()["error_description"],
+            json!("more than one client certificate header")
+        );
+    }
+    // One empty header is no certificate: refused with mTLS on.
+    assert_error(&send(&[""]), 401, "invalid_client");
+    // A value a proxy joined from two headers does not yield its first certificate.
+    let joined = format!("{}%2C%20{}", certificate(), certificate());
+    assert_error(&send(&[&joined]), 401, "invalid_client");
+    // The same assertion with one certificate header was never used up by the refusals.
+    assert_eq!(send(&[certificate()]).status, 200);
+}
+
 #[test]
 fn cli_8_tls_client_auth_matches_the_subject_dn() {
     let registered = "CN=mtls-tpp,2.5.4.97=OFBBR-123,O=TPP Ltda,C=BR";
