@@ -160,7 +160,9 @@ pub struct ClaimRequests {
 pub struct AcrRequest {
     /// The acr values asked for, in order of preference, supported ones only.
     pub values: Vec<String>,
-    /// Whether reaching one of them is essential (`claims.id_token.acr.essential`).
+    /// Whether reaching one of them is essential: `claims.id_token.acr` essential *with*
+    /// `value`/`values`. An essential acr without values only asks that an acr be returned,
+    /// and is stored as not essential, so that AD-5e has a level to compare with (BCA-21).
     pub essential: bool,
 }
 

@@ -253,3 +253,43 @@ fn tok_9_expiry_is_read_from_the_clock() {
     );
     assert_eq!(late.status, 410);
 }
+
+#[test]
+fn bca_11_a_replay_is_refused_as_a_replay_before_its_ad_generated_hint_is_read() {
+    let f = Flow::new();
+    let issue_hint = || {
+        let issued = f.device(Method::Post, "/hints", json!({ "subject": "u1" }));
+        assert_eq!(issued.status, 201);
+        json_of(&issued)["id"].as_str().unwrap().to_string()
+    };
+    let request = |hint_id: &str| {
+        f.request_object(
+            &f.lodge(),
+            json!({
+                "login_hint": null,
+                "login_hint_token": json!({
+                    "format": crate::discovery::LHT_AD_GENERATED, "id": hint_id,
+                }).to_string(),
+                "binding_message": "AD 1",
+            }),
+        )
+    };
+    let hint_id = issue_hint();
+    let first = request(&hint_id);
+    assert_eq!(f.bc_authorize(&first).status, 200);
+    let before = f.store.len();
+    let replay = f.bc_authorize(&first);
+    assert_eq!(
+        (replay.status, json_of(&replay)),
+        (
+            400,
+            json!({ "error": "invalid_request",
+                    "error_description": "the request object jti was already used" })
+        )
+    );
+    assert_eq!(f.store.len(), before, "the replay changed the store");
+    // The id stays used by the first request; a fresh id works.
+    let again = f.bc_authorize(&request(&hint_id));
+    assert_eq!(json_of(&again)["error"], json!("expired_login_hint_token"));
+    assert_eq!(f.bc_authorize(&request(&issue_hint())).status, 200);
+}

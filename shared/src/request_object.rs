@@ -104,6 +104,16 @@ pub fn verify(
     if iss != client.client_id {
         return Err(bad("the request object iss must be the client_id"));
     }
+    // BCA-9, RFC 9101 §5: a `client_id` claim (openid-client sends one) names this client too.
+    match verified.claims.get("client_id") {
+        None => {}
+        Some(Value::String(id)) if *id == client.client_id => {}
+        Some(_) => {
+            return Err(bad(
+                "the request object client_id must be the authenticated client",
+            ));
+        }
+    }
     let aud_ok = match verified.claims.get("aud") {
         Some(Value::String(a)) => a == issuer.as_str(),
         Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(issuer.as_str())),
@@ -428,12 +438,14 @@ fn claim_request(value: &Value) -> Result<ClaimRequest, ProtocolError> {
     Ok(ClaimRequest { essential, values })
 }
 
-/// BCA-21: the acr asked for. An essential request must name a supported value; unknown
-/// non-essential values are ignored. With nothing asked, the policy for data consents
-/// applies: loa2 (FAPI-BR 5.2.2.5).
+/// BCA-21: the acr asked for. An essential request that names values must name a supported
+/// one; `{"essential": true}` alone asks that an acr be returned (it always is, TKN-7), not
+/// for a level (OIDC 5.5.1.1), so the level comes from `acr_values` as for a voluntary
+/// request. Unknown non-essential values are ignored. With nothing asked, the policy for data
+/// consents applies: loa2 (FAPI-BR 5.2.2.5).
 fn acr(acr_values: Option<&str>, claim: Option<ClaimRequest>) -> Result<AcrRequest, ProtocolError> {
     let supported = |v: &&str| *v == ACR_LOA2 || *v == ACR_LOA3;
-    if let Some(claim) = claim.filter(|c| c.essential) {
+    if let Some(claim) = claim.filter(|c| c.essential && !c.values.is_empty()) {
         let values: Vec<String> = claim
             .values
             .iter()
@@ -524,6 +536,116 @@ mod tests {
             "non-essential: loa2 is the floor"
         );
         assert!(!ignored.reached_by("urn:other"));
+    }
+
+    #[test]
+    fn bca_21_an_essential_acr_without_values_takes_its_level_from_acr_values() {
+        let returned = || {
+            Some(ClaimRequest {
+                essential: true,
+                values: Vec::new(),
+            })
+        };
+        // openid-client's shape: the level in acr_values, the acr claim essential alone.
+        let loa2 = acr(Some(ACR_LOA2), returned()).unwrap();
+        assert_eq!(
+            loa2,
+            AcrRequest {
+                values: vec![ACR_LOA2.to_string()],
+                essential: false,
+            }
+        );
+        assert!(loa2.reached_by(ACR_LOA2) && loa2.reached_by(ACR_LOA3));
+        assert!(!loa2.reached_by("urn:other"), "AD-5e: the floor stays");
+        // No acr_values: the default policy, loa2, is the floor.
+        let default = acr(None, returned()).unwrap();
+        assert!(default.values.is_empty() && !default.essential);
+        assert!(default.reached_by(ACR_LOA2));
+        assert!(!default.reached_by("urn:other"));
+        // An essential acr with values still must name a supported one.
+        assert!(
+            acr(
+                Some(ACR_LOA2),
+                Some(ClaimRequest {
+                    essential: true,
+                    values: vec!["urn:other".into()],
+                })
+            )
+            .is_err()
+        );
+    }
+
+    /// The claims of a request object as openid-client 6 sends it (oauth4webapi's
+    /// `issueRequestObject`): every parameter a string but `claims`, and `client_id`.
+    fn openid_client_claims(client_id: &str) -> Map<String, Value> {
+        let now: UnixTime = 1_800_000_000;
+        json!({
+            "scope": "openid consent:urn:bank:c1",
+            "login_hint": "urn:bank:c1",
+            "acr_values": ACR_LOA2,
+            "claims": { "id_token": {
+                "acr": { "essential": true },
+                "cpf": { "essential": true },
+            } },
+            "binding_message": "Compra 4521",
+            "client_id": client_id,
+            "jti": "q7n3Jm1cXKf3e8YxVt0ZqL2H5o9Rk4Wb6Aa1Pp0Ss2E",
+            "aud": "https://auth.bank.example",
+            "exp": now + 60, "iat": now, "nbf": now,
+            "iss": "tpp-1",
+        })
+        .as_object()
+        .unwrap()
+        .clone()
+    }
+
+    fn tpp_1() -> Client {
+        let clients =
+            crate::clients::Clients::parse(&json!([crate::fixtures::client("tpp-1")]).to_string())
+                .unwrap();
+        clients.get("tpp-1").unwrap().clone()
+    }
+
+    #[test]
+    fn bca_9_21_22_an_openid_client_request_object_is_accepted() {
+        let verified = VerifiedRequestObject {
+            claims: openid_client_claims("tpp-1"),
+            jti: "q7n3Jm1cXKf3e8YxVt0ZqL2H5o9Rk4Wb6Aa1Pp0Ss2E".into(),
+            exp: 1_800_000_060,
+        };
+        let parsed = BackchannelRequest::parse(verified, &tpp_1()).unwrap();
+        assert_eq!(parsed.acr.values, [ACR_LOA2]);
+        assert!(!parsed.acr.essential);
+        // AD-5d compares only when a value was asked; TKN-9 returns the cpf.
+        assert_eq!(
+            parsed.id_token_claims.cpf,
+            Some(ClaimRequest {
+                essential: true,
+                values: Vec::new(),
+            })
+        );
+    }
+
+    #[test]
+    fn bca_9_a_client_id_claim_must_name_the_authenticated_client() {
+        let issuer = Issuer::parse("https://auth.bank.example").unwrap();
+        let now = 1_800_000_000;
+        let tpp = tpp_1();
+        let sign = |claims: Map<String, Value>| {
+            crate::fixtures::client_jws("client-key-1", Value::Object(claims))
+        };
+        assert!(verify(&sign(openid_client_claims("tpp-1")), &tpp, &issuer, now).is_ok());
+        for other in [json!("tpp-2"), json!(""), json!(null), json!(["tpp-1"])] {
+            let mut claims = openid_client_claims("tpp-1");
+            claims.insert("client_id".into(), other.clone());
+            assert_eq!(
+                verify(&sign(claims), &tpp, &issuer, now).map(|_| ()),
+                Err(bad(
+                    "the request object client_id must be the authenticated client"
+                )),
+                "{other}"
+            );
+        }
     }
 
     #[test]

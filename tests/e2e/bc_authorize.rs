@@ -8,7 +8,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
 use e2e::assertion::{sign, sign_hs256, unsigned};
-use e2e::ciba::{AS_GENERATED, Ciba, HOLDER_1_CPF, HOLDER_2_CPF, LOA2, assert_oauth_error, text};
+use e2e::ciba::{
+    AD_GENERATED, AS_GENERATED, Ciba, HOLDER_1_CPF, HOLDER_2_CPF, LOA2, assert_oauth_error, text,
+};
 use e2e::{Server, material};
 
 fn ciba() -> &'static Ciba {
@@ -247,20 +249,90 @@ fn bca_2_a_client_without_the_ciba_grant_is_unauthorized_client() {
 }
 
 #[test]
-fn bca_11_a_request_object_jti_is_single_use() {
+fn bca_11_a_replayed_request_object_is_a_replay_for_every_hint_type() {
     let _turn = turn();
     let c = ciba();
+    let (_, tokens) = c.grant("tpp-1", HOLDER_1_CPF);
+    let ad_hint = || {
+        let issued = c.device("POST", "/hints", Some(&json!({ "subject": "holder-1" })));
+        assert_eq!(issued.status, 201, "{}", text(&issued));
+        json!(json!({ "format": AD_GENERATED, "id": issued.json()["id"] }).to_string())
+    };
+    // A fresh consent of holder-1; `hint` named by `value`, or by the consent id.
+    let request_with = |hint: &str, value: Option<Value>| {
+        let consent_id = c.lodge("tpp-1", HOLDER_1_CPF, None);
+        let mut claims = c.request_claims("tpp-1", &consent_id);
+        claims.insert(hint.into(), value.unwrap_or_else(|| json!(consent_id)));
+        claims.insert("binding_message".into(), json!("Replay"));
+        c.sign_request("tpp-1", claims)
+    };
+    let ad_token = ad_hint();
+    let cases = [
+        ("login_hint", request_with("login_hint", None)),
+        (
+            "id_token_hint",
+            request_with("id_token_hint", Some(tokens["id_token"].clone())),
+        ),
+        (
+            "ad-generated",
+            request_with("login_hint_token", Some(ad_token.clone())),
+        ),
+        (
+            "as-generated",
+            request_with("login_hint_token", Some(json!(AS_GENERATED))),
+        ),
+    ];
+    let mut ad_request = None;
+    for (case, request) in cases {
+        let first = c.bc_authorize("tpp-1", &request);
+        assert_eq!(first.status, 200, "{case}: {}", text(&first));
+        if case == "ad-generated" {
+            ad_request = first.json()["auth_req_id"].as_str().map(str::to_string);
+        }
+        // Refused before the hint is looked up or used up, and nothing is written.
+        refused(&request, 400, "invalid_request", case);
+        let again = c.bc_authorize("tpp-1", &request);
+        assert_eq!(
+            again.json()["error_description"],
+            json!("the request object jti was already used"),
+            "{case}: the replay is named"
+        );
+    }
+    // The AD-generated id stays used by the first request alone: a fresh request object with
+    // it is told so, the first request goes on to its tokens, and a fresh id works.
+    let reuse = c.bc_authorize("tpp-1", &request_with("login_hint_token", Some(ad_token)));
+    assert_oauth_error(&reuse, 400, "expired_login_hint_token");
+    let ad_request = ad_request.unwrap();
+    assert_eq!(c.approve(&ad_request, LOA2).status, 200);
+    let granted = c.poll("tpp-1", &ad_request);
+    assert_eq!(granted.status, 200, "{}", text(&granted));
+    let fresh = c.bc_authorize("tpp-1", &request_with("login_hint_token", Some(ad_hint())));
+    assert_eq!(fresh.status, 200, "{}", text(&fresh));
+}
+
+#[test]
+fn bca_9_a_client_id_claim_must_name_the_authenticated_client() {
+    let _turn = turn();
+    let c = ciba();
+    for (case, value) in [
+        ("another client", json!("tpp-2")),
+        ("empty", json!("")),
+        ("not a string", json!(["tpp-1"])),
+    ] {
+        refused(
+            &c.sign_request("tpp-1", with("client_id", value)),
+            400,
+            "invalid_request",
+            case,
+        );
+    }
+    // The client's own id, as openid-client sends it, is accepted.
     let consent_id = c.lodge("tpp-1", HOLDER_1_CPF, None);
     let mut claims = c.request_claims("tpp-1", &consent_id);
     claims.insert("login_hint".into(), json!(consent_id));
-    let request = c.sign_request("tpp-1", claims);
-    assert_eq!(c.bc_authorize("tpp-1", &request).status, 200);
-    refused(
-        &request,
-        400,
-        "invalid_request",
-        "the same request object again",
-    );
+    claims.insert("client_id".into(), json!("tpp-1"));
+    let response = c.bc_authorize("tpp-1", &c.sign_request("tpp-1", claims));
+    assert_eq!(response.status, 200, "{}", text(&response));
 }
 
 #[test]

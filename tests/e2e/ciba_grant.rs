@@ -466,6 +466,110 @@ pub(crate) fn concurrent_polls(c: &Ciba, id: &str, n: usize) -> Vec<(u16, String
     })
 }
 
+/// What openid-client 6 sends (through oauth4webapi): a 32-byte random `jti`, base64url.
+fn openid_client_jti() -> String {
+    let mut bytes = uuid::Uuid::new_v4().as_bytes().to_vec();
+    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The client authentication openid-client 6 adds to a form (oauth4webapi's `PrivateKeyJwt`):
+/// `client_id`, and an assertion whose `aud` is the issuer, with `nbf`, living 60 s.
+fn openid_client_auth(c: &Ciba, client_id: &str) -> String {
+    let (key, kid) = Ciba::key(client_id);
+    let now = c.now();
+    let claims = json!({
+        "jti": openid_client_jti(), "aud": c.issuer, "exp": now + 60, "iat": now,
+        "nbf": now, "iss": client_id, "sub": client_id,
+    });
+    let assertion = e2e::assertion::sign("PS256", key, kid, claims.as_object().unwrap().clone());
+    format!("client_id={client_id}&{}", e2e::assertion::form(&assertion))
+}
+
+/// A request object as oauth4webapi's `issueRequestObject` builds it: the parameters as
+/// strings (`claims` parsed to an object), `client_id` set, then `jti`, `aud`, `exp` (60 s),
+/// `iat`, `nbf` and `iss`; header `typ: oauth-authz-req+jwt`.
+fn openid_client_request_object(c: &Ciba, client_id: &str, parameters: &[(&str, &str)]) -> String {
+    use jwt_compact::{AlgorithmExt, Claims, Header};
+    let mut claims = serde_json::Map::new();
+    for (name, value) in parameters {
+        claims.insert(name.to_string(), json!(value));
+    }
+    if let Some(text) = parameters
+        .iter()
+        .find(|(n, _)| *n == "claims")
+        .map(|(_, v)| v)
+    {
+        claims.insert("claims".into(), serde_json::from_str(text).unwrap());
+    }
+    let now = c.now();
+    claims.insert("client_id".into(), json!(client_id));
+    claims.insert("jti".into(), json!(openid_client_jti()));
+    claims.insert("aud".into(), json!(c.issuer));
+    claims.insert("exp".into(), json!(now + 60));
+    claims.insert("iat".into(), json!(now));
+    claims.insert("nbf".into(), json!(now));
+    claims.insert("iss".into(), json!(client_id));
+    let (key, kid) = Ciba::key(client_id);
+    jwt_compact::alg::Rsa::ps256()
+        .token(
+            &Header::empty()
+                .with_key_id(kid)
+                .with_token_type("oauth-authz-req+jwt"),
+            &Claims::new(claims),
+            key,
+        )
+        .unwrap()
+}
+
+#[test]
+fn bca_21_bca_9_tkn_7_9_openid_client_6_flow_with_an_essential_acr_and_cpf() {
+    let c = ciba();
+    let consent_id = c.lodge("tpp-1", HOLDER_1_CPF, None);
+    let request = openid_client_request_object(
+        c,
+        "tpp-1",
+        &[
+            ("scope", &format!("openid consent:{consent_id}")),
+            ("login_hint", &consent_id),
+            ("acr_values", LOA2),
+            (
+                "claims",
+                r#"{"id_token":{"acr":{"essential":true},"cpf":{"essential":true}}}"#,
+            ),
+            ("binding_message", "Compra 4521"),
+        ],
+    );
+    let body = format!("request={request}&{}", openid_client_auth(c, "tpp-1"));
+    let response = c.post("tpp-1", "/bc-authorize", &body);
+    // BCA-21: `{"essential": true}` alone asks for an acr to be returned, not for a value.
+    assert_eq!(response.status, 200, "{}", text(&response));
+    let id = response.json()["auth_req_id"].as_str().unwrap().to_string();
+    let view = c.device("GET", &format!("/requests/{id}"), None).json();
+    assert_eq!(
+        view["acr_values"],
+        json!([LOA2]),
+        "the level from acr_values"
+    );
+
+    let poll = || {
+        let body = format!(
+            "grant_type=urn%3Aopenid%3Aparams%3Agrant-type%3Aciba&auth_req_id={id}&{}",
+            openid_client_auth(c, "tpp-1")
+        );
+        c.post("tpp-1", "/token", &body)
+    };
+    assert_oauth_error(&poll(), 400, "authorization_pending");
+    // AD-5d/e: no value was asked of the cpf, and loa2 reaches the level asked.
+    let approved = c.approve(&id, LOA2);
+    assert_eq!(approved.status, 200, "{}", text(&approved));
+    let tokens = poll();
+    assert_eq!(tokens.status, 200, "{}", text(&tokens));
+    let (_, idt) = verify_id_token(tokens.json()["id_token"].as_str().unwrap());
+    assert_eq!(idt["acr"], json!(LOA2), "TKN-7");
+    assert_eq!(idt["cpf"], json!(HOLDER_1_CPF), "TKN-9");
+}
+
 #[test]
 fn tok_10_twenty_concurrent_polls_issue_once() {
     let c = ciba();

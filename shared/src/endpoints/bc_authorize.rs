@@ -81,6 +81,7 @@ impl BcAuthorizeEndpoint {
         let compact = request_object::from_form(&form)?;
         let verified = request_object::verify(compact, client.client(), &self.issuer, now)?;
         let backchannel = BackchannelRequest::parse(verified, client.client())?;
+        check_not_replayed(&backchannel, client.client(), deps, now)?;
         let consent = check_consent(&backchannel, client.client(), deps, now)?;
         let hint = self.resolve_hint(&backchannel, client.client(), &consent, deps, now)?;
         if let Some(user) = hint.user {
@@ -155,10 +156,6 @@ impl BcAuthorizeEndpoint {
             backchannel.exp + SKEW,
             now,
         );
-        // A replayed request object is refused before the client's assertion is used up.
-        if jti_was_used(deps.store, &jti_marker).map_err(store_error)? {
-            return Err(replayed);
-        }
         let id = AuthReqId::generate(deps.random).map_err(store_error)?;
         let salt = GrantTokens::new_salt(deps.random).map_err(store_error)?;
         let expires_at = now + i64::from(self.lifetimes.auth_req);
@@ -228,6 +225,31 @@ impl BcAuthorizeEndpoint {
         }
         Ok(id)
     }
+}
+
+/// BCA-11: a request object already accepted is refused as a replay before its consent, its
+/// hint or the client's assertion is read or used up (an AD-generated id would otherwise answer
+/// `expired_login_hint_token`). A read only: the single-use write is in `persist`, where two
+/// replays racing each other meet. Parsing comes first because it reads no store and a replay
+/// of an accepted request always parses.
+fn check_not_replayed(
+    backchannel: &BackchannelRequest,
+    client: &Client,
+    deps: &Deps<'_>,
+    now: UnixTime,
+) -> Result<(), ProtocolError> {
+    let marker = keys::request_object_jti(
+        &client.client_id,
+        &backchannel.jti,
+        backchannel.exp + SKEW,
+        now,
+    );
+    if jti_was_used(deps.store, &marker).map_err(store_error)? {
+        return Err(ProtocolError::InvalidRequest(
+            "the request object jti was already used",
+        ));
+    }
+    Ok(())
 }
 
 /// BCA-2: the client is registered for the CIBA grant, in poll mode (the only mode a
