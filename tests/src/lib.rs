@@ -146,13 +146,14 @@ pub fn variables() -> HashMap<&'static str, String> {
         ("client_cert_header", "x-client-cert".to_string()),
     ])
     .into_iter()
-    // The abuse limits (BCA-31) lifted for the tests that are about something else: they make
-    // many requests for one holder and move the clock. tests/e2e/rate_limits.rs sets them.
+    // The abuse limits (BCA-31, consent lodging, client_credentials) lifted for the tests that
+    // are about something else: they make many requests for one holder and move the clock.
+    // spin.toml ships production values; tests/e2e/rate_limits.rs sets them.
     .chain(ABUSE_LIMITS.map(|name| (name, LIFTED_LIMIT.to_string())))
     .collect()
 }
 
-/// The abuse-limit variables (BCA-31), and the value [`variables`] gives each.
+/// The abuse-limit variables (BCA-31, issue 16), and the value [`variables`] gives each.
 pub use ciba_host::dev::{ABUSE_LIMITS, LIFTED_LIMIT};
 
 /// A running host. Dropping it stops the server.
