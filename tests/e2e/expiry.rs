@@ -214,7 +214,7 @@ fn flows() -> usize {
 /// The shapes that may remain once a day has passed: what can still matter (the consents,
 /// their refresh tokens, the cancellation, each with its tag), a holder's bounded keys, the
 /// sweep's turn, and the tokens of the requests that triggered the sweeps.
-const AFTER_A_DAY: [&str; 12] = [
+const AFTER_A_DAY: [&str; 13] = [
     "consent",
     "purge:consent",
     "rt",
@@ -227,6 +227,7 @@ const AFTER_A_DAY: [&str; 12] = [
     "purge:jti",
     "at",
     "rate:bca",
+    "rate:cc",
 ];
 
 #[test]
@@ -281,7 +282,7 @@ fn expiry_the_store_keeps_only_what_can_still_matter_after_n_flows() {
     assert!(shapes.get("at").copied().unwrap_or(0) <= turns);
     assert!(
         after_a_day.len()
-            <= 2 * left.consents + left.refresh_tokens.len() + 3 * turns + holder_slots + 8,
+            <= 2 * left.consents + left.refresh_tokens.len() + 3 * turns + holder_slots + 10,
         "bounded by what can still matter"
     );
     // What was purged is gone for its readers; what stays still works.
@@ -309,7 +310,7 @@ fn expiry_the_store_keeps_only_what_can_still_matter_after_n_flows() {
         );
     }
     assert!(
-        after_years.len() <= holder_slots + 4 + 3 * turns,
+        after_years.len() <= holder_slots + 6 + 3 * turns,
         "{}",
         after_years.len()
     );

@@ -270,12 +270,20 @@ impl Server {
         })
     }
 
-    /// How many pairs the key-value store holds (for a server started with [`Store::Dir`]).
+    /// How many pairs the key-value store holds (for a server started with [`Store::Dir`]),
+    /// but for the per-minute rate counters (`rate:…`): every request past client
+    /// authentication counts in one, refused or not, and a new minute makes a new one
+    /// (BCA-31, issue 16; tests/e2e/rate_limits.rs checks them). Tests that a refusal writes
+    /// nothing compare this count.
     pub fn store_rows(&self) -> i64 {
         let path = self.db.as_ref().expect("store_rows needs Store::Dir");
         let conn = rusqlite::Connection::open(path).unwrap();
-        conn.query_row("SELECT COUNT(*) FROM spin_key_value", [], |r| r.get(0))
-            .unwrap()
+        conn.query_row(
+            "SELECT COUNT(*) FROM spin_key_value WHERE key NOT LIKE 'rate:%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
     }
 
     /// What the components logged so far.
