@@ -343,12 +343,19 @@ fn bca_31_spin_toml_ships_the_production_limits() {
 fn ad_2_bca_31_the_device_list_shows_every_request_a_holder_may_have_pending() {
     // More than the 16 the list read before: other clients' pending requests cannot push one
     // out of the holder's sight.
-    let c = with_limits("pending-listed", &[("holder_pending_limit", "20")]);
+    let c = with_limits(
+        "pending-listed",
+        &[("holder_pending_limit", "20"), ("holder_rate_limit", "1000")],
+    );
     let consent = c.lodge("tpp-1", HOLDER_1_CPF, None);
     for _ in 0..20 {
         accepted(&send(&c, "tpp-1", &body(&c, "tpp-1", &consent)));
     }
-    too_many(&send(&c, "tpp-1", &body(&c, "tpp-1", &consent)), 720);
+    let description = too_many(&send(&c, "tpp-1", &body(&c, "tpp-1", &consent)), 720);
+    assert!(
+        description.contains("holder has too many pending"),
+        "{description}"
+    );
     let listed = c.device("GET", "/requests?subject=holder-1", None).json();
     let mut references: Vec<&str> = listed["requests"]
         .as_array()
