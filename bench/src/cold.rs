@@ -297,10 +297,9 @@ source = "target/jwks.wasm"
 
     #[test]
     fn bca_31_every_limit_of_the_shipped_manifest_is_lifted() {
-        let text = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../spin.toml"),
-        )
-        .unwrap();
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../spin.toml"))
+                .unwrap();
         let lifted = lifted_limits(&text).unwrap();
         for name in [
             "client_rate_limit",

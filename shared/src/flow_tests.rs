@@ -96,7 +96,10 @@ impl Flow {
     }
 
     fn lodge(&self) -> String {
-        self.lodge_for(json!({ "document": { "identification": "52998224725", "rel": "CPF" } }), None)
+        self.lodge_for(
+            json!({ "document": { "identification": "52998224725", "rel": "CPF" } }),
+            None,
+        )
     }
 
     fn lodge_for(&self, logged_user: Value, business_entity: Option<Value>) -> String {

@@ -374,9 +374,14 @@ mod tests {
         let l = limits(1, 100, 100, 100);
         let now = T0 + 10;
         for i in 0..5 {
-            admit(&store, &l, &by_login_hint("tpp-1", &format!("u{i}"), now), now)
-                .unwrap()
-                .keep();
+            admit(
+                &store,
+                &l,
+                &by_login_hint("tpp-1", &format!("u{i}"), now),
+                now,
+            )
+            .unwrap()
+            .keep();
         }
         let key = keys::client_rate("tpp-1", T0 + 60);
         assert_eq!(store.increment(&key, 0), Ok(0));

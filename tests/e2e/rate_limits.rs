@@ -233,7 +233,10 @@ fn bca_31_every_refusal_after_client_authentication_counts_against_the_client_s_
     // Over the rate, a probe gets 429 before anything is looked up: it learns nothing.
     let probe = hinted(&c, &consent, "urn:bank:another-consent");
     let description = too_many(&send(&c, "tpp-1", &probe), 60);
-    assert!(description.contains("client sent too many"), "{description}");
+    assert!(
+        description.contains("client sent too many"),
+        "{description}"
+    );
     too_many(&send(&c, "tpp-1", &body(&c, "tpp-1", &consent)), 60);
     // Another client has its own budget; the next minute, this one's is back.
     let other = c.lodge("tpp-2", HOLDER_1_CPF, None);
@@ -287,7 +290,12 @@ fn bca_31_refusals_are_logged_with_their_client_and_no_personal_data() {
     );
     let scope = line("invalid_scope");
     assert!(scope.contains("client \"tpp-2\""), "{scope}");
-    for secret in [HOLDER_2_CPF, ANOTHER_CNPJ, consent.as_str(), "no-such-consent"] {
+    for secret in [
+        HOLDER_2_CPF,
+        ANOTHER_CNPJ,
+        consent.as_str(),
+        "no-such-consent",
+    ] {
         assert!(!logs.contains(secret), "a log line holds {secret}:\n{logs}");
     }
 }
@@ -345,7 +353,10 @@ fn ad_2_bca_31_the_device_list_shows_every_request_a_holder_may_have_pending() {
     // out of the holder's sight.
     let c = with_limits(
         "pending-listed",
-        &[("holder_pending_limit", "20"), ("holder_rate_limit", "1000")],
+        &[
+            ("holder_pending_limit", "20"),
+            ("holder_rate_limit", "1000"),
+        ],
     );
     let consent = c.lodge("tpp-1", HOLDER_1_CPF, None);
     for _ in 0..20 {

@@ -6,9 +6,7 @@
 use serde_json::json;
 
 use super::Deps;
-use crate::auth_req::{
-    self, AuthReqId, AuthRequest, GrantTokens, HintKind, HolderSlots, Status,
-};
+use crate::auth_req::{self, AuthReqId, AuthRequest, GrantTokens, HintKind, HolderSlots, Status};
 use crate::client_auth::{self, CheckedClient, ClientAuthSettings};
 use crate::clients::{Client, Clients, GrantType};
 use crate::clock::{SKEW, UnixTime};

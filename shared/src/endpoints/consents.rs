@@ -8,9 +8,7 @@ use super::Deps;
 use crate::access_token::{Grant, ValidAccessToken, validate_bound_bearer};
 use crate::clients::Clients;
 use crate::clock::UnixTime;
-use crate::config::{
-    ClientCertHeader, ConfigError, Issuer, Variables, abuse_limit, required, var,
-};
+use crate::config::{ClientCertHeader, ConfigError, Issuer, Variables, abuse_limit, required, var};
 use crate::consent::{AUTHORISATION_WINDOW, Consent, Status, TransitionError};
 use crate::error::{Endpoint, ProtocolError};
 use crate::fapi;

@@ -266,9 +266,8 @@ impl DeviceEndpoint {
             .ok_or(bad("the subject query parameter is required"))?
             .to_string();
         let mut requests = Vec::new();
-        for reference in
-            auth_req::recent_for_holder(deps.store, &subject, self.holder_slots, now)
-                .map_err(store_error)?
+        for reference in auth_req::recent_for_holder(deps.store, &subject, self.holder_slots, now)
+            .map_err(store_error)?
         {
             if let Some(stored) =
                 record::get::<AuthRequest>(deps.store, &keys::auth_request(&reference), now)
