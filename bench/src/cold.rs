@@ -62,6 +62,23 @@ pub fn components(text: &str, dir: &Path) -> anyhow::Result<Vec<ManifestComponen
     Ok(out)
 }
 
+/// The abuse-limit variables of the manifest text `text` (`[variables]` named `*_limit`), each
+/// with the largest value it takes: `spin.toml` ships production limits (README, Abuse
+/// limits), and this measurement sends `NEXT` + 1 requests for one demo holder.
+pub fn lifted_limits(text: &str) -> anyhow::Result<Vec<String>> {
+    let manifest: toml::Value = toml::from_str(text)?;
+    Ok(manifest
+        .get("variables")
+        .and_then(toml::Value::as_table)
+        .map(|vars| {
+            vars.keys()
+                .filter(|name| name.ends_with("_limit"))
+                .map(|name| format!("{name}=1000000"))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// The sizes only (no host to start).
 pub fn sizes(manifest: &Path) -> anyhow::Result<Vec<Component>> {
     let text = std::fs::read_to_string(manifest)
@@ -138,6 +155,11 @@ pub async fn measure(
         .arg(manifest)
         .args(["--listen", &addr, "--state-dir", ""])
         .args(["--variable", &format!("issuer=http://{addr}")]);
+    let manifest_text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("cannot read {}", manifest.display()))?;
+    for lifted in lifted_limits(&manifest_text)? {
+        command.arg("--variable").arg(lifted);
+    }
     for (name, file) in [
         ("signing_keys", "signing_keys.json"),
         ("encryption_keys", "encryption_keys.json"),
@@ -271,5 +293,27 @@ source = "target/jwks.wasm"
                 },
             ]
         );
+    }
+
+    #[test]
+    fn bca_31_every_limit_of_the_shipped_manifest_is_lifted() {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../spin.toml"))
+                .unwrap();
+        let lifted = lifted_limits(&text).unwrap();
+        for name in [
+            "client_rate_limit",
+            "client_pending_limit",
+            "holder_rate_limit",
+            "holder_pending_limit",
+            "consent_rate_limit",
+            "client_credentials_rate_limit",
+        ] {
+            assert!(
+                lifted.contains(&format!("{name}=1000000")),
+                "{name}: {lifted:?}"
+            );
+        }
+        assert_eq!(lifted.len(), 6, "{lifted:?}");
     }
 }

@@ -214,12 +214,23 @@ pub async fn serve(
 }
 
 /// One log line per refused request: the endpoint, the status, the protocol error and its
-/// fixed description, and the interaction id. Never a token, an assertion or a body.
+/// fixed description, the authenticated client and the reason the answer hides where the
+/// endpoint gives them (issue 16), and the interaction id. Never a token, an assertion, a
+/// body, a CPF, a CNPJ or a consent id.
 fn log_refusal(endpoint: Endpoint, response: &ciba::http::Response) {
     if let Some(error) = &response.error {
         let interaction = response.header(ciba::fapi::HEADER).unwrap_or("-");
+        let client = match &response.client {
+            // Debug quotes and escapes it: a registration's id cannot break the line.
+            Some(id) => format!(" client {id:?}"),
+            None => String::new(),
+        };
+        let detail = match response.detail {
+            Some(why) => format!(" ({why})"),
+            None => String::new(),
+        };
         eprintln!(
-            "{endpoint:?} {} {}: {} (x-fapi-interaction-id {interaction})",
+            "{endpoint:?} {} {}: {}{detail}{client} (x-fapi-interaction-id {interaction})",
             response.status,
             error.code(),
             error.description()

@@ -18,12 +18,15 @@ pub const DEMO_SUB: &str = "demo-user-1";
 /// A valid CPF for the demo account holder (check digits right; not a real person's).
 pub const DEMO_CPF: &str = "52998224725";
 
-/// The abuse-limit variables of bc-authorize (BCA-31), which `dev` lifts.
-pub const ABUSE_LIMITS: [&str; 4] = [
+/// The abuse-limit variables, which `dev` lifts: bc-authorize's four (BCA-31), then consent
+/// lodging's and `client_credentials`' (issue 16). `spin.toml` ships production values.
+pub const ABUSE_LIMITS: [&str; 6] = [
     "client_rate_limit",
     "client_pending_limit",
     "holder_rate_limit",
     "holder_pending_limit",
+    "consent_rate_limit",
+    "client_credentials_rate_limit",
 ];
 
 /// The largest value each abuse limit takes.
@@ -103,9 +106,9 @@ impl DevFolder {
         Ok(true)
     }
 
-    /// `--variable name=@file` for every generated variable, and the abuse limits of
-    /// bc-authorize (BCA-31) lifted unless given: one demo client and one demo holder are all
-    /// that load tools (`ciba-bench`) have to drive this server with.
+    /// `--variable name=@file` for every generated variable, and the abuse limits
+    /// ([`ABUSE_LIMITS`]) lifted unless given: one demo client and one demo holder are all
+    /// that load tools (`ciba-bench`, `ciba-soak`) have to drive this server with.
     pub fn overrides(&self, overrides: &mut Overrides) -> anyhow::Result<()> {
         for (name, file) in FILES {
             overrides.add(&format!("{name}=@{}", self.dir.join(file).display()))?;

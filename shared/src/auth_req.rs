@@ -526,9 +526,40 @@ pub fn store_new(
     )
 }
 
-/// How many of a holder's latest requests the device API looks through (AD-2). More pending
-/// at once than this is abuse (BCA-31), not a use case.
+/// The fewest of a holder's latest requests the device API looks through (AD-2).
 pub const HOLDER_WINDOW: i64 = 16;
+
+/// How many of a holder's latest requests the device list looks through (AD-2), and so the
+/// size of the ring of slots that remembers them: every request the holder may have pending
+/// at once (`holder_pending_limit`, BCA-31), and at least [`HOLDER_WINDOW`].
+///
+/// A pending request then leaves the list only when newer requests the *holder* decided
+/// pushed it out: other clients' pending requests cannot, as no more than the limit can be
+/// pending together (issue 16: with a limit above the ring, a flood hid requests). The ring is
+/// sized from the limit rather than a larger limit refused at load, because load tools lift
+/// the limit for one demo holder with thousands of requests pending (`ciba-bench`): a listing
+/// then reads up to that many slots, and with the shipped limit of 5 reads 16, as before.
+/// Writers and the reader must agree: bc-authorize and the device API read the same variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HolderSlots(i64);
+
+impl HolderSlots {
+    /// The ring for a holder's pending limit of `holder_pending`.
+    pub fn for_limit(holder_pending: u32) -> Self {
+        Self(i64::from(holder_pending).max(HOLDER_WINDOW))
+    }
+
+    /// Reads `holder_pending_limit` (1–1,000,000, as [`crate::config::AbuseLimits`] reads it).
+    pub fn load(vars: &dyn crate::config::Variables) -> Result<Self, crate::config::ConfigError> {
+        use crate::config::{abuse_limit, var};
+        abuse_limit(vars, var::HOLDER_PENDING_LIMIT).map(Self::for_limit)
+    }
+
+    /// The number of slots.
+    pub fn count(self) -> i64 {
+        self.0
+    }
+}
 
 /// One slot of a holder's requests.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -539,20 +570,21 @@ struct HolderSlot {
 /// Remembers that the holder `sub` has the request `reference` (AD-2). The slot number comes
 /// from an atomic increment, so concurrent requests never overwrite each other's slot on
 /// any store (no insert-if-absent, which Spin's stores do not make atomic). The slots are a
-/// ring of [`HOLDER_WINDOW`]: a request overwrites the slot of the one 16 before it, which the
-/// list no longer looks at, so a holder never has more than 16 slots (nothing to purge).
+/// ring of `slots`: a request overwrites the slot of the one `slots` before it, which the
+/// list no longer looks at, so a holder never has more slots than that (nothing to purge).
 pub fn remember_for_holder(
     store: &dyn crate::store::KeyValue,
     sub: &str,
     reference: &str,
     keep_until: UnixTime,
+    slots: HolderSlots,
     random: &dyn Random,
 ) -> Result<(), crate::store::StoreError> {
     use crate::store::{keys, record};
     let n = store.increment(&keys::holder_requests(sub), 1)?;
     record::put(
         store,
-        &keys::holder_request(sub, n.rem_euclid(HOLDER_WINDOW)),
+        &keys::holder_request(sub, n.rem_euclid(slots.count())),
         &HolderSlot {
             reference: reference.to_string(),
         },
@@ -566,13 +598,15 @@ pub fn remember_for_holder(
 pub fn recent_for_holder(
     store: &dyn crate::store::KeyValue,
     sub: &str,
+    slots: HolderSlots,
     now: UnixTime,
 ) -> Result<Vec<String>, crate::store::StoreError> {
     use crate::store::{keys, record};
     let last = store.increment(&keys::holder_requests(sub), 0)?;
     let mut out = Vec::new();
-    for n in (1..=last).rev().take(HOLDER_WINDOW as usize) {
-        let slot = keys::holder_request(sub, n.rem_euclid(HOLDER_WINDOW));
+    let window = usize::try_from(slots.count()).unwrap_or(usize::MAX);
+    for n in (1..=last).rev().take(window) {
+        let slot = keys::holder_request(sub, n.rem_euclid(slots.count()));
         if let Some(slot) = record::get::<HolderSlot>(store, &slot, now)?
             && !out.contains(&slot.data.reference)
         {

@@ -75,6 +75,8 @@ pub fn variables() -> HashMap<&'static str, String> {
         (var::CLIENT_PENDING_LIMIT, "1000".to_string()),
         (var::HOLDER_RATE_LIMIT, "20".to_string()),
         (var::HOLDER_PENDING_LIMIT, "5".to_string()),
+        (var::CONSENT_RATE_LIMIT, "300".to_string()),
+        (var::CLIENT_CREDENTIALS_RATE_LIMIT, "300".to_string()),
     ])
 }
 

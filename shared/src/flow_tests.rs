@@ -96,6 +96,13 @@ impl Flow {
     }
 
     fn lodge(&self) -> String {
+        self.lodge_for(
+            json!({ "document": { "identification": "52998224725", "rel": "CPF" } }),
+            None,
+        )
+    }
+
+    fn lodge_for(&self, logged_user: Value, business_entity: Option<Value>) -> String {
         let cc = self.token_call(format!(
             "grant_type=client_credentials&scope=consents&{}",
             self.client_auth()
@@ -114,7 +121,8 @@ impl Flow {
                 ),
             ],
             body: json!({ "data": {
-                "loggedUser": { "document": { "identification": "52998224725", "rel": "CPF" } },
+                "loggedUser": logged_user,
+                "businessEntity": business_entity,
                 "permissions": ["ACCOUNTS_READ", "RESOURCES_READ"],
             }})
             .to_string()
@@ -213,10 +221,16 @@ fn tok_6_to_10_a_login_hint_grant_from_request_to_tokens_once() {
 }
 
 #[test]
-fn bca_refusals_leave_the_store_as_it_was() {
+fn bca_refusals_leave_the_store_as_it_was_but_for_the_client_s_rate_count() {
+    use crate::store::{KeyValue, keys};
     let f = Flow::new();
     let consent_id = f.lodge();
-    let before = f.store.len();
+    // BCA-31, issue 16: a refusal after client authentication counts against the client's
+    // rate, one key per minute; nothing else changes.
+    let now = f.now.get();
+    let rate = keys::client_rate("tpp-1", now - now.rem_euclid(60) + 60);
+    let before = f.store.len() + 1;
+    let mut refused = 0;
     for (changes, error) in [
         (
             json!({ "aud": "https://elsewhere.example" }),
@@ -235,6 +249,8 @@ fn bca_refusals_leave_the_store_as_it_was() {
         let response = f.bc_authorize(&f.request_object(&consent_id, changes.clone()));
         assert_eq!(json_of(&response)["error"], json!(error), "{changes}");
         assert_eq!(f.store.len(), before, "{changes}: the store changed");
+        refused += 1;
+        assert_eq!(f.store.increment(&rate, 0), Ok(refused), "{changes}");
     }
 }
 
@@ -292,4 +308,33 @@ fn bca_11_a_replay_is_refused_as_a_replay_before_its_ad_generated_hint_is_read()
     let again = f.bc_authorize(&request(&hint_id));
     assert_eq!(json_of(&again)["error"], json!("expired_login_hint_token"));
     assert_eq!(f.bc_authorize(&request(&issue_hint())).status, 200);
+}
+
+#[test]
+fn hint_2_bca_16_a_holder_who_does_not_act_for_the_business_entity_answers_as_an_unknown_one() {
+    let f = Flow::new();
+    let cpf = |n: &str| json!({ "document": { "identification": n, "rel": "CPF" } });
+    let cnpj = json!({ "document": { "identification": "11222333000181", "rel": "CNPJ" } });
+    // A customer (u1) who does not act for the CNPJ, and a CPF that is nobody's here.
+    let customer = f.lodge_for(cpf("52998224725"), Some(cnpj.clone()));
+    let stranger = f.lodge_for(cpf("11144477735"), Some(cnpj));
+    let answers: Vec<Response> = [&customer, &stranger]
+        .map(|consent| f.bc_authorize(&f.request_object(consent, json!({}))))
+        .into();
+    assert_eq!(answers[0].status, 400);
+    assert_eq!(json_of(&answers[0])["error"], json!("unknown_user_id"));
+    assert_eq!(
+        (answers[0].status, &answers[0].body),
+        (answers[1].status, &answers[1].body),
+        "the two answers differ"
+    );
+    // The log line keeps the client and the real reason; the wire does not.
+    for answer in &answers {
+        assert_eq!(answer.client.as_deref(), Some("tpp-1"));
+    }
+    assert_eq!(
+        answers[0].detail,
+        Some("the holder does not act for the consent's businessEntity")
+    );
+    assert_eq!(answers[1].detail, None);
 }

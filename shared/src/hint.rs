@@ -93,8 +93,9 @@ pub struct HintContext<'a> {
     pub store: &'a dyn KeyValue,
 }
 
-fn unknown() -> ProtocolError {
-    // HINT-2: the same answer whether the holder is absent or unusable.
+/// HINT-2: the same answer whether the holder is absent or unusable (bc-authorize gives it
+/// also for a holder who does not act for the consent's businessEntity, issue 16).
+pub fn unknown() -> ProtocolError {
     ProtocolError::UnknownUserId("the hint does not name a known account holder")
 }
 

@@ -127,6 +127,13 @@ pub struct Response {
     pub body: Vec<u8>,
     /// The protocol error this response reports, for the adapter's log line (never sent).
     pub error: Option<crate::error::ProtocolError>,
+    /// The authenticated client a refusal is for, for the log line (never sent): a client id
+    /// is a registration, not personal data, and traces probing to its client (issue 16).
+    pub client: Option<String>,
+    /// Why, for the log line, where the answer on the wire hides it (HINT-2: a holder who
+    /// does not act for the consent's businessEntity answers as an unknown one). A fixed
+    /// string, never input.
+    pub detail: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Response {
@@ -134,7 +141,9 @@ impl std::fmt::Debug for Response {
         let mut out = f.debug_struct("Response");
         out.field("status", &self.status)
             .field("headers", &self.headers)
-            .field("error", &self.error);
+            .field("error", &self.error)
+            .field("client", &self.client)
+            .field("detail", &self.detail);
         match self.error {
             Some(_) => out.field("body", &String::from_utf8_lossy(&self.body)),
             None => out.field("body", &Redacted(self.body.len())),
@@ -157,6 +166,8 @@ impl Response {
             ],
             body,
             error: None,
+            client: None,
+            detail: None,
         }
     }
 
@@ -178,6 +189,8 @@ impl Response {
             headers: vec![("cache-control", "no-store".to_string())],
             body: Vec::new(),
             error: None,
+            client: None,
+            detail: None,
         }
     }
 

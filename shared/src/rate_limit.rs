@@ -4,6 +4,13 @@
 //! - a client's requests per minute, and its requests pending at once;
 //! - requests naming one holder per hour, and the holder's requests pending at once.
 //!
+//! The client's rate counts every request once the client has authenticated, refused or
+//! accepted ([`count_client_request`], issue 16): a refusal tells the client something (an
+//! unknown holder, a consent that is not its own), so refusals must cost what acceptances
+//! cost, or a client could probe for free. The other three count only requests about to be
+//! accepted ([`admit`]): a refused request is not pending, and a refusal notifies no holder, so
+//! counting it against a holder would only let a client lock that holder out.
+//!
 //! Every hint that reaches a holder's device names that holder (`id_token_hint`, `login_hint`
 //! = the consent id, AD-generated hint ids), so the holder's limits are the per-hint limits
 //! too. An AS-generated request names nobody until the holder scans its QR code, so it notifies
@@ -21,6 +28,9 @@
 //! request made in one bucket has expired by the end of the next, and the count at any time is
 //! the current bucket's plus the previous one's. An ignored request thus keeps its place for
 //! 6 to 12 minutes rather than its 5: the error is on the safe side.
+//!
+//! The same per-minute counting limits consent lodging and `client_credentials` grants per
+//! client ([`per_minute`], issue 16), which otherwise grow the store without bound.
 //!
 //! Every key ends with `:<unix time>`, the moment from which it no longer counts: a purge
 //! drops it without reading it (the `rate:` and `pending:` shapes of [`keys`]).
@@ -91,10 +101,68 @@ struct Limit {
     refusal: &'static str,
 }
 
-/// BCA-31: counts `request` against every limit, in order (the client's rate, the holder's
-/// rate, the client's pending requests, the holder's), and refuses it with 429
-/// `access_denied` and a `Retry-After` when one is full; nothing stays counted then. Called
-/// once every other check has passed, so requests refused for other reasons count nothing.
+/// BCA-31, issue 16: counts one request of `client_id` against the client's per-minute rate,
+/// as soon as the client has authenticated and before anything about the request is checked.
+/// Over the limit: 429 `access_denied` with `Retry-After`, and the addition is taken back (a
+/// request refused by the rate itself uses nothing, so the same signed request is accepted
+/// once the minute ends). Otherwise the count stays, whatever the request's outcome.
+pub fn count_client_request(
+    store: &dyn KeyValue,
+    limits: &AbuseLimits,
+    client_id: &str,
+    now: UnixTime,
+) -> Result<(), ProtocolError> {
+    per_minute(
+        store,
+        |until| keys::client_rate(client_id, until),
+        limits.client_rate,
+        "the client sent too many backchannel requests, retry later",
+        now,
+    )
+}
+
+/// Counts one request against a per-minute limit of `max` on the counter `key(end of the
+/// minute)`: one atomic increment, add-then-check; over the limit, the addition is taken back
+/// and the answer is 429 with `Retry-After` (the seconds left in the minute) and `refusal`.
+pub fn per_minute(
+    store: &dyn KeyValue,
+    key: impl Fn(UnixTime) -> String,
+    max: u32,
+    refusal: &'static str,
+    now: UnixTime,
+) -> Result<(), ProtocolError> {
+    let until = window_end(now, CLIENT_WINDOW);
+    let limit = Limit {
+        add_to: key(until),
+        add_to_until: until,
+        previous: None,
+        max,
+        refusal,
+    };
+    let mut admission = Admission {
+        counted: Vec::new(),
+    };
+    match count(store, &mut admission, &limit, now) {
+        Ok(None) => {
+            admission.keep();
+            Ok(())
+        }
+        Ok(Some(retry_after)) => {
+            admission.take_back(store);
+            Err(ProtocolError::TooManyRequests(refusal, retry_after))
+        }
+        Err(_) => {
+            admission.take_back(store);
+            Err(ProtocolError::ServerError("the store is unavailable"))
+        }
+    }
+}
+
+/// BCA-31: counts `request` against the limits of requests about to be accepted, in order
+/// (the holder's rate, the client's pending requests, the holder's), and refuses it with 429
+/// `access_denied` and a `Retry-After` when one is full; nothing of these stays counted then.
+/// Called once every other check has passed, so requests refused for other reasons count
+/// here nothing (the client's rate counted them already, [`count_client_request`]).
 pub fn admit(
     store: &dyn KeyValue,
     limits: &AbuseLimits,
@@ -124,14 +192,7 @@ fn limits_for(limits: &AbuseLimits, request: &AuthRequest, now: UnixTime) -> Vec
     let client = &request.client_id;
     let pending_now = pending_until(now);
     let pending_before = pending_now - PENDING_BUCKET;
-    let rate_client = window_end(now, CLIENT_WINDOW);
-    let mut out = vec![Limit {
-        add_to: keys::client_rate(client, rate_client),
-        add_to_until: rate_client,
-        previous: None,
-        max: limits.client_rate,
-        refusal: "the client sent too many backchannel requests, retry later",
-    }];
+    let mut out = Vec::with_capacity(3);
     let holder = counted_holder(request);
     if let Some(sub) = holder {
         let rate_holder = window_end(now, HOLDER_WINDOW);
@@ -285,11 +346,34 @@ mod tests {
     }
 
     #[test]
-    fn bca_31_a_client_s_rate_is_counted_per_minute_and_refusals_count_nothing() {
+    fn bca_31_a_client_s_rate_is_counted_per_minute_and_its_own_refusals_count_nothing() {
         let store = MemoryStore::new();
         let l = limits(3, 100, 100, 100);
         let now = T0 + 10;
-        for i in 0..3 {
+        for _ in 0..3 {
+            count_client_request(&store, &l, "tpp-1", now).unwrap();
+        }
+        let over = count_client_request(&store, &l, "tpp-1", now);
+        let Err(ProtocolError::TooManyRequests(why, retry_after)) = over else {
+            panic!("expected a refusal, got {over:?}");
+        };
+        assert!(why.contains("client"), "{why}");
+        assert_eq!(retry_after, 50, "until the minute ends");
+        // Refused again: still 3 counted, not 5.
+        let _ = count_client_request(&store, &l, "tpp-1", now);
+        let key = keys::client_rate("tpp-1", T0 + 60);
+        assert_eq!(store.increment(&key, 0), Ok(3));
+        // Another client has its own budget; the next minute is a new window.
+        count_client_request(&store, &l, "tpp-2", now).unwrap();
+        count_client_request(&store, &l, "tpp-1", T0 + 60).unwrap();
+    }
+
+    #[test]
+    fn bca_31_admission_counts_no_client_rate_the_client_s_count_already_did() {
+        let store = MemoryStore::new();
+        let l = limits(1, 100, 100, 100);
+        let now = T0 + 10;
+        for i in 0..5 {
             admit(
                 &store,
                 &l,
@@ -299,27 +383,46 @@ mod tests {
             .unwrap()
             .keep();
         }
-        let (why, retry_after) =
-            refusal(admit(&store, &l, &by_login_hint("tpp-1", "u9", now), now));
-        assert!(why.contains("client"), "{why}");
-        assert_eq!(retry_after, 50, "until the minute ends");
-        // Refused again: still 3 counted, not 5.
-        refusal(admit(&store, &l, &by_login_hint("tpp-1", "u9", now), now));
         let key = keys::client_rate("tpp-1", T0 + 60);
-        assert_eq!(store.increment(&key, 0), Ok(3));
+        assert_eq!(store.increment(&key, 0), Ok(0));
+    }
+
+    #[test]
+    fn cons_and_tok_20_per_minute_limits_count_once_per_request_in_their_own_key() {
+        let store = MemoryStore::new();
+        let now = T0 + 45;
+        let lodge = |store: &MemoryStore, client: &str| {
+            per_minute(
+                store,
+                |until| keys::consent_rate(client, until),
+                2,
+                "too many consents",
+                now,
+            )
+        };
+        lodge(&store, "tpp-1").unwrap();
+        lodge(&store, "tpp-1").unwrap();
         assert_eq!(
-            store.increment(&keys::holder_rate("u9", T0 + 3600), 0),
-            Ok(0),
-            "the holder's budget is untouched by the client's refusal"
+            lodge(&store, "tpp-1"),
+            Err(ProtocolError::TooManyRequests("too many consents", 15))
         );
-        // Another client has its own budget; the next minute is a new window.
-        admit(&store, &l, &by_login_hint("tpp-2", "u9", now), now)
-            .unwrap()
-            .keep();
-        let later = T0 + 60;
-        admit(&store, &l, &by_login_hint("tpp-1", "u9", later), later)
-            .unwrap()
-            .keep();
+        assert_eq!(
+            store.increment(&keys::consent_rate("tpp-1", T0 + 60), 0),
+            Ok(2)
+        );
+        lodge(&store, "tpp-2").unwrap();
+        // Another limit's counter is another key.
+        assert_eq!(
+            store.increment(&keys::client_credentials_rate("tpp-1", T0 + 60), 0),
+            Ok(0)
+        );
+        for key in [
+            keys::consent_rate("tpp-1", T0 + 60),
+            keys::client_credentials_rate("tpp-1", T0 + 60),
+        ] {
+            assert_eq!(keys::forget_after(&key), Some(T0 + 60), "{key}");
+            assert!(!key.contains("tpp-1"), "hashed: {key}");
+        }
     }
 
     #[test]
@@ -406,7 +509,6 @@ mod tests {
         let r = by_login_hint("tpp-1", "u1", now);
         admit(&store, &l, &r, now).unwrap().take_back(&store);
         for key in [
-            keys::client_rate("tpp-1", window_end(now, CLIENT_WINDOW)),
             keys::holder_rate("u1", window_end(now, HOLDER_WINDOW)),
             keys::client_pending("tpp-1", pending_until(now)),
             keys::holder_pending("u1", pending_until(now)),
@@ -435,7 +537,7 @@ mod tests {
         let now = T0 + 1;
         let r = by_login_hint("tpp-1", "u1", now);
         let keys: Vec<(String, UnixTime)> = limits_of(&r, now);
-        assert_eq!(keys.len(), 6);
+        assert_eq!(keys.len(), 5);
         for (key, until) in keys {
             let (_, end) = key.rsplit_once(':').unwrap();
             assert_eq!(end.parse::<UnixTime>(), Ok(until), "{key}");
@@ -470,7 +572,7 @@ mod tests {
     fn bca_31_the_limits_are_read_from_their_variables_each_at_least_one() {
         use crate::config::var;
         let vars = crate::fixtures::variables();
-        assert_eq!(AbuseLimits::load(&vars), Ok(AbuseLimits::SUGGESTED));
+        assert_eq!(AbuseLimits::load(&vars), Ok(AbuseLimits::SHIPPED));
         for name in [
             var::CLIENT_RATE_LIMIT,
             var::CLIENT_PENDING_LIMIT,
@@ -490,7 +592,7 @@ mod tests {
     }
 
     fn limits_of(r: &AuthRequest, now: UnixTime) -> Vec<(String, UnixTime)> {
-        limits_for(&AbuseLimits::SUGGESTED, r, now)
+        limits_for(&AbuseLimits::SHIPPED, r, now)
             .into_iter()
             .flat_map(|l| std::iter::once((l.add_to, l.add_to_until)).chain(l.previous))
             .collect()

@@ -674,12 +674,13 @@ fn tok_9_ad_4_an_expired_request_answers_expired_token_and_refuses_decisions() {
 #[test]
 fn bca_16_a_business_consent_needs_a_holder_who_acts_for_the_company() {
     let c = ciba();
-    // holder-2 acts for HOLDER_2_CNPJ; a consent for another company is refused at once.
+    // holder-2 acts for HOLDER_2_CNPJ; a consent for another company is refused at once, as
+    // if the holder were unknown (HINT-2, issue 16: tests/e2e/rate_limits.rs).
     let consent_id = c.lodge("tpp-1", HOLDER_2_CPF, Some("11444777000161"));
     let mut claims = c.request_claims("tpp-1", &consent_id);
     claims.insert("login_hint".into(), json!(consent_id));
     let response = c.bc_authorize("tpp-1", &c.sign_request("tpp-1", claims));
-    assert_oauth_error(&response, 403, "access_denied");
+    assert_oauth_error(&response, 400, "unknown_user_id");
     // With the right company the flow goes through, and cnpj is served as an array.
     let consent_id = c.lodge("tpp-1", HOLDER_2_CPF, Some(e2e::ciba::HOLDER_2_CNPJ));
     let mut claims = c.request_claims("tpp-1", &consent_id);

@@ -146,13 +146,14 @@ pub fn variables() -> HashMap<&'static str, String> {
         ("client_cert_header", "x-client-cert".to_string()),
     ])
     .into_iter()
-    // The abuse limits (BCA-31) lifted for the tests that are about something else: they make
-    // many requests for one holder and move the clock. tests/e2e/rate_limits.rs sets them.
+    // The abuse limits (BCA-31, consent lodging, client_credentials) lifted for the tests that
+    // are about something else: they make many requests for one holder and move the clock.
+    // spin.toml ships production values; tests/e2e/rate_limits.rs sets them.
     .chain(ABUSE_LIMITS.map(|name| (name, LIFTED_LIMIT.to_string())))
     .collect()
 }
 
-/// The abuse-limit variables (BCA-31), and the value [`variables`] gives each.
+/// The abuse-limit variables (BCA-31, issue 16), and the value [`variables`] gives each.
 pub use ciba_host::dev::{ABUSE_LIMITS, LIFTED_LIMIT};
 
 /// A running host. Dropping it stops the server.
@@ -269,12 +270,20 @@ impl Server {
         })
     }
 
-    /// How many pairs the key-value store holds (for a server started with [`Store::Dir`]).
+    /// How many pairs the key-value store holds (for a server started with [`Store::Dir`]),
+    /// but for the per-minute rate counters (`rate:…`): every request past client
+    /// authentication counts in one, refused or not, and a new minute makes a new one
+    /// (BCA-31, issue 16; tests/e2e/rate_limits.rs checks them). Tests that a refusal writes
+    /// nothing compare this count.
     pub fn store_rows(&self) -> i64 {
         let path = self.db.as_ref().expect("store_rows needs Store::Dir");
         let conn = rusqlite::Connection::open(path).unwrap();
-        conn.query_row("SELECT COUNT(*) FROM spin_key_value", [], |r| r.get(0))
-            .unwrap()
+        conn.query_row(
+            "SELECT COUNT(*) FROM spin_key_value WHERE key NOT LIKE 'rate:%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
     }
 
     /// What the components logged so far.

@@ -408,9 +408,10 @@ pub fn table(report: &Report) -> String {
     {
         let _ = writeln!(
             out,
-            "The abuse limits (BCA-31) refused requests: run the soak against a bundle with \
-             client_rate_limit, client_pending_limit, holder_rate_limit and holder_pending_limit \
-             raised (ciba-host dev raises them unless given)."
+            "The abuse limits refused requests: run the soak against a bundle with \
+             client_rate_limit, client_pending_limit, holder_rate_limit, holder_pending_limit, \
+             consent_rate_limit and client_credentials_rate_limit raised (ciba-host dev raises \
+             them unless given; spin.toml ships production values)."
         );
     }
     if let Some(why) = &report.stopped {

@@ -1,11 +1,12 @@
-//! `POST /bc-authorize` (CIBA 7; BCA-1…30, HINT-1…17): the backchannel authentication
+//! `POST /bc-authorize` (CIBA 7; BCA-1…31, HINT-1…17): the backchannel authentication
 //! request. A linear list of named steps; every check comes before anything is written, so a
-//! refused request changes no state (design.md, Errors).
+//! refused request changes no state (design.md, Errors), but for one count: once the client
+//! has authenticated, the request counts against its rate, refused or not (BCA-31, issue 16).
 
 use serde_json::json;
 
 use super::Deps;
-use crate::auth_req::{self, AuthReqId, AuthRequest, GrantTokens, HintKind, Status};
+use crate::auth_req::{self, AuthReqId, AuthRequest, GrantTokens, HintKind, HolderSlots, Status};
 use crate::client_auth::{self, CheckedClient, ClientAuthSettings};
 use crate::clients::{Client, Clients, GrantType};
 use crate::clock::{SKEW, UnixTime};
@@ -61,15 +62,32 @@ impl BcAuthorizeEndpoint {
         })
     }
 
-    /// Answers one request.
+    /// Answers one request. A refusal after client authentication carries its client (and,
+    /// where the answer hides it, why) for the adapter's log line (issue 16).
     pub fn handle(&self, request: &Request, deps: &Deps<'_>) -> Response {
-        self.respond(request, deps).unwrap_or_else(|e| {
-            client_auth::refusal(e, request, Endpoint::BackchannelAuthentication)
-        })
+        let refusal = |e| client_auth::refusal(e, request, Endpoint::BackchannelAuthentication);
+        let now = deps.clock.now();
+        let (form, client) = match self.authenticate(request, now) {
+            Ok(authenticated) => authenticated,
+            Err(e) => return refusal(e),
+        };
+        let client_id = client.client().client_id.clone();
+        self.respond(&form, client, deps, now)
+            .unwrap_or_else(|refused| {
+                let mut response = refusal(refused.error);
+                response.client = Some(client_id);
+                response.detail = refused.detail;
+                response
+            })
     }
 
-    fn respond(&self, request: &Request, deps: &Deps<'_>) -> Result<Response, ProtocolError> {
-        let now = deps.clock.now();
+    /// Until the client is authenticated: nothing is counted, as the request may not be the
+    /// client's (a refusal here cannot be charged to anyone).
+    fn authenticate(
+        &self,
+        request: &Request,
+        now: UnixTime,
+    ) -> Result<(Form, CheckedClient<'_>), ProtocolError> {
         if request.method != Method::Post {
             return Err(ProtocolError::MethodNotAllowed(
                 "the backchannel authentication endpoint answers POST only",
@@ -77,15 +95,34 @@ impl BcAuthorizeEndpoint {
         }
         let form = Form::parse(request)?;
         let client = self.authenticate_client(request, &form, now)?;
+        Ok((form, client))
+    }
+
+    /// Every step after client authentication. The first counts the request against the
+    /// client's rate (BCA-31, issue 16), so that every refusal below costs the client what an
+    /// acceptance costs: an unknown holder, a consent that is not this client's, a replay.
+    fn respond(
+        &self,
+        form: &Form,
+        client: CheckedClient<'_>,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<Response, Refused> {
+        rate_limit::count_client_request(
+            deps.store,
+            &self.limits,
+            &client.client().client_id,
+            now,
+        )?;
         check_registered_for_ciba(client.client())?;
-        let compact = request_object::from_form(&form)?;
+        let compact = request_object::from_form(form)?;
         let verified = request_object::verify(compact, client.client(), &self.issuer, now)?;
         let backchannel = BackchannelRequest::parse(verified, client.client())?;
         check_not_replayed(&backchannel, client.client(), deps, now)?;
         let consent = check_consent(&backchannel, client.client(), deps, now)?;
         let hint = self.resolve_hint(&backchannel, client.client(), &consent, deps, now)?;
         if let Some(user) = hint.user {
-            check_holder(user, &consent)?;
+            check_holder_for_request(user, &consent)?;
         }
         let id = self.persist(client, &backchannel, &hint, deps, now)?;
         super::purge_turn(deps);
@@ -138,9 +175,10 @@ impl BcAuthorizeEndpoint {
         hint::resolve(&backchannel.hint, &client.client_id, consent, &ctx, now)
     }
 
-    /// Counts the request against the abuse limits (BCA-31), uses up the single-use inputs,
-    /// then stores the request (BCA-24…27, CLI-6, BCA-11, HINT-13). Nothing before this step
-    /// wrote anything, and a refusal here takes back the counts.
+    /// Counts the request against the limits of accepted requests (BCA-31), uses up the
+    /// single-use inputs, then stores the request (BCA-24…27, CLI-6, BCA-11, HINT-13). Nothing
+    /// before this step wrote anything but the client's rate count, and a refusal here takes
+    /// back the counts of this step.
     fn persist(
         &self,
         client: CheckedClient<'_>,
@@ -218,6 +256,7 @@ impl BcAuthorizeEndpoint {
                 &user.sub,
                 &reference,
                 keep_until,
+                HolderSlots::for_limit(self.limits.holder_pending),
                 deps.random,
             )
             .map_err(store_error)
@@ -288,6 +327,44 @@ fn check_consent(
     Ok(consent)
 }
 
+/// A refusal after client authentication, and why when the answer hides it (the log line).
+#[derive(Debug)]
+struct Refused {
+    error: ProtocolError,
+    detail: Option<&'static str>,
+}
+
+impl From<ProtocolError> for Refused {
+    fn from(error: ProtocolError) -> Self {
+        Self {
+            error,
+            detail: None,
+        }
+    }
+}
+
+/// BCA-16 at bc-authorize, with HINT-2 (issue 16): a holder who does not act for the consent's
+/// `businessEntity` answers exactly as an unknown holder (400 `unknown_user_id`, the same
+/// description). Otherwise a client that lodges consents for any CPF with a CNPJ, and names
+/// them by `login_hint`, would learn from 403 against 400 that the CPF is this bank's customer,
+/// and which CNPJs it acts for, without notifying anyone. The log line keeps the real reason.
+/// A holder other than the consent's `loggedUser` stays 403 `access_denied` (BCA-16): only a
+/// hint that already names a holder the client knows can get there (an `id_token_hint` issued
+/// to it, an AD-generated id from the holder's device), as `login_hint` resolves through the
+/// `loggedUser` itself.
+fn check_holder_for_request(user: &User, consent: &Consent) -> Result<(), Refused> {
+    match check_holder(user, consent) {
+        Err(ProtocolError::AccessDenied(why)) if why == NOT_FOR_BUSINESS_ENTITY => Err(Refused {
+            error: hint::unknown(),
+            detail: Some(why),
+        }),
+        other => other.map_err(Refused::from),
+    }
+}
+
+/// Why a holder does not fit a consent with a `businessEntity` (BCA-16).
+const NOT_FOR_BUSINESS_ENTITY: &str = "the holder does not act for the consent's businessEntity";
+
 /// BCA-16 [decision, AMB-13]: the holder the hint names is the consent's `loggedUser`, and
 /// acts for its `businessEntity` if it has one; otherwise 403 `access_denied`, before anyone
 /// is notified.
@@ -300,9 +377,7 @@ fn check_holder(user: &User, consent: &Consent) -> Result<(), ProtocolError> {
     if let Some(cnpj) = &consent.business_entity
         && !user.cnpj.contains(cnpj)
     {
-        return Err(ProtocolError::AccessDenied(
-            "the holder does not act for the consent's businessEntity",
-        ));
+        return Err(ProtocolError::AccessDenied(NOT_FOR_BUSINESS_ENTITY));
     }
     Ok(())
 }

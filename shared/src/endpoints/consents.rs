@@ -8,7 +8,7 @@ use super::Deps;
 use crate::access_token::{Grant, ValidAccessToken, validate_bound_bearer};
 use crate::clients::Clients;
 use crate::clock::UnixTime;
-use crate::config::{ClientCertHeader, ConfigError, Issuer, Variables, required, var};
+use crate::config::{ClientCertHeader, ConfigError, Issuer, Variables, abuse_limit, required, var};
 use crate::consent::{AUTHORISATION_WINDOW, Consent, Status, TransitionError};
 use crate::error::{Endpoint, ProtocolError};
 use crate::fapi;
@@ -68,6 +68,8 @@ pub struct ConsentsEndpoint {
     issuer: Issuer,
     clients: Clients,
     client_cert_header: ClientCertHeader,
+    /// Consent lodging requests per client per minute (`consent_rate_limit`, issue 16).
+    rate_limit: u32,
 }
 
 fn bad(why: &'static str) -> ProtocolError {
@@ -85,6 +87,7 @@ impl ConsentsEndpoint {
             issuer: Issuer::parse(&required(vars, var::ISSUER)?)?,
             clients: Clients::load(vars)?,
             client_cert_header: ClientCertHeader::load(vars)?,
+            rate_limit: abuse_limit(vars, var::CONSENT_RATE_LIMIT)?,
         })
     }
 
@@ -101,7 +104,10 @@ impl ConsentsEndpoint {
         let client_id = token.record.client_id.as_str();
         let id = request.path_info.trim_start_matches('/');
         match (id.is_empty(), request.method) {
-            (true, Method::Post) => self.create(request, client_id, deps, now),
+            (true, Method::Post) => {
+                self.count_lodging(client_id, deps, now)?;
+                self.create(request, client_id, deps, now)
+            }
             (false, Method::Get) => {
                 let (consent, _) = self.find(id, client_id, deps, now)?;
                 Ok(Response::json(200, &self.render(&consent.at(now), now)))
@@ -136,6 +142,25 @@ impl ConsentsEndpoint {
             ));
         }
         Ok(token)
+    }
+
+    /// Issue 16: every consent lodged is a record kept past its window, so a client's
+    /// lodging requests are limited per minute (`consent_rate_limit`): one atomic increment
+    /// per request, counted before the body is read, whatever its outcome; over the limit,
+    /// 429 with `Retry-After` in the Consents API's error shape, and nothing else written.
+    fn count_lodging(
+        &self,
+        client_id: &str,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<(), ProtocolError> {
+        crate::rate_limit::per_minute(
+            deps.store,
+            |until| keys::consent_rate(client_id, until),
+            self.rate_limit,
+            "the client lodged too many consents, retry later",
+            now,
+        )
     }
 
     fn create(

@@ -19,7 +19,7 @@ use super::Deps;
 use super::bc_authorize::holder_matches_consent;
 use super::device_page::DevicePage;
 use crate::auth_req::{
-    self, AuthReqId, AuthRequest, Decision, DenialReason, HintKind, State, WrongState,
+    self, AuthReqId, AuthRequest, Decision, DenialReason, HintKind, HolderSlots, State, WrongState,
 };
 use crate::client_auth::unverified_issuer;
 use crate::clients::ClientKeys;
@@ -50,6 +50,8 @@ const QR_MAX_LIFETIME: i64 = 300;
 pub struct DeviceEndpoint {
     config: Config,
     page: DevicePage,
+    /// The size of a holder's list, from `holder_pending_limit` (AD-2, BCA-31).
+    holder_slots: HolderSlots,
 }
 
 fn bad(why: &'static str) -> ProtocolError {
@@ -78,6 +80,7 @@ impl DeviceEndpoint {
         Ok(Self {
             config: Config::load(vars)?,
             page: DevicePage::load(vars)?,
+            holder_slots: HolderSlots::load(vars)?,
         })
     }
 
@@ -263,8 +266,8 @@ impl DeviceEndpoint {
             .ok_or(bad("the subject query parameter is required"))?
             .to_string();
         let mut requests = Vec::new();
-        for reference in
-            auth_req::recent_for_holder(deps.store, &subject, now).map_err(store_error)?
+        for reference in auth_req::recent_for_holder(deps.store, &subject, self.holder_slots, now)
+            .map_err(store_error)?
         {
             if let Some(stored) =
                 record::get::<AuthRequest>(deps.store, &keys::auth_request(&reference), now)
@@ -477,6 +480,7 @@ impl DeviceEndpoint {
             &user.sub,
             &reference,
             stored.exp,
+            self.holder_slots,
             deps.random,
         )
         .map_err(store_error)

@@ -81,6 +81,8 @@ fn to_the_page() -> Response {
         ],
         body: Vec::new(),
         error: None,
+        client: None,
+        detail: None,
     }
 }
 
@@ -109,6 +111,8 @@ fn asset(content_type: &str, body: &str) -> Response {
         ],
         body: body.as_bytes().to_vec(),
         error: None,
+        client: None,
+        detail: None,
     }
 }
 

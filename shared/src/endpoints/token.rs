@@ -6,7 +6,9 @@ use crate::auth_req::{self, AuthReqId, AuthRequest, GrantTokens, Pace, State};
 use crate::client_auth::{self, AuthenticatedClient, ClientAuthSettings, authenticate};
 use crate::clients::{Clients, GrantType};
 use crate::clock::UnixTime;
-use crate::config::{ClientCertHeader, ConfigError, Issuer, Lifetimes, Variables, required, var};
+use crate::config::{
+    ClientCertHeader, ConfigError, Issuer, Lifetimes, Variables, abuse_limit, required, var,
+};
 use crate::consent;
 use crate::error::{Endpoint, ProtocolError};
 use crate::form::Form;
@@ -28,6 +30,8 @@ pub struct TokenEndpoint {
     clients: Clients,
     client_cert_header: ClientCertHeader,
     lifetimes: Lifetimes,
+    /// `client_credentials` grants per client per minute (issue 16).
+    client_credentials_rate: u32,
 }
 
 impl TokenEndpoint {
@@ -38,6 +42,7 @@ impl TokenEndpoint {
             clients: Clients::load(vars)?,
             client_cert_header: ClientCertHeader::load(vars)?,
             lifetimes: Lifetimes::load(vars)?,
+            client_credentials_rate: abuse_limit(vars, var::CLIENT_CREDENTIALS_RATE_LIMIT)?,
         })
     }
 
@@ -326,6 +331,17 @@ impl TokenEndpoint {
         client: &AuthenticatedClient<'_>,
         deps: &Deps<'_>,
     ) -> Result<Response, ProtocolError> {
+        // Issue 16: every token issued is a record kept until it expires, so a client's
+        // grants are limited per minute: one atomic increment per request once the client
+        // has authenticated, whatever the outcome; over the limit, 429 with `Retry-After`.
+        let client_id = client.client().client_id.as_str();
+        crate::rate_limit::per_minute(
+            deps.store,
+            |until| keys::client_credentials_rate(client_id, until),
+            self.client_credentials_rate,
+            "the client asked for too many client_credentials tokens, retry later",
+            deps.clock.now(),
+        )?;
         let registered: Vec<&str> = client
             .client()
             .scopes

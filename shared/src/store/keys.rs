@@ -314,6 +314,18 @@ pub fn client_rate(client_id: &str, until: i64) -> String {
     format!("rate:bca:client:{}:{until}", digest(client_id))
 }
 
+/// A client's count of consent lodging requests in the minute that ends at `until` (CONS,
+/// issue 16: the store grows with every consent lodged).
+pub fn consent_rate(client_id: &str, until: i64) -> String {
+    format!("rate:cons:client:{}:{until}", digest(client_id))
+}
+
+/// A client's count of `client_credentials` grants in the minute that ends at `until`
+/// (TOK-20, issue 16: the store grows with every token issued).
+pub fn client_credentials_rate(client_id: &str, until: i64) -> String {
+    format!("rate:cc:client:{}:{until}", digest(client_id))
+}
+
 /// A holder's count of backchannel requests in the hour that ends at `until` (BCA-31).
 pub fn holder_rate(sub: &str, until: i64) -> String {
     format!("rate:bca:holder:{}:{until}", digest(sub))
