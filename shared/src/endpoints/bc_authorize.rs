@@ -353,36 +353,55 @@ impl From<ProtocolError> for Refused {
 /// to it, an AD-generated id from the holder's device), as `login_hint` resolves through the
 /// `loggedUser` itself.
 fn check_holder_for_request(user: &User, consent: &Consent) -> Result<(), Refused> {
-    match check_holder(user, consent) {
-        Err(ProtocolError::AccessDenied(why)) if why == NOT_FOR_BUSINESS_ENTITY => Err(Refused {
+    match holder_mismatch(user, consent) {
+        None => Ok(()),
+        Some(Mismatch::NotForBusinessEntity) => Err(Refused {
             error: hint::unknown(),
-            detail: Some(why),
+            detail: Some(NOT_FOR_BUSINESS_ENTITY),
         }),
-        other => other.map_err(Refused::from),
+        Some(mismatch) => Err(mismatch.denied().into()),
     }
 }
 
 /// Why a holder does not fit a consent with a `businessEntity` (BCA-16).
 const NOT_FOR_BUSINESS_ENTITY: &str = "the holder does not act for the consent's businessEntity";
 
-/// BCA-16 [decision, AMB-13]: the holder the hint names is the consent's `loggedUser`, and
-/// acts for its `businessEntity` if it has one; otherwise 403 `access_denied`, before anyone
-/// is notified.
-fn check_holder(user: &User, consent: &Consent) -> Result<(), ProtocolError> {
-    if user.cpf != consent.logged_user {
-        return Err(ProtocolError::AccessDenied(
-            "the hint names someone other than the consent's loggedUser",
-        ));
-    }
-    if let Some(cnpj) = &consent.business_entity
-        && !user.cnpj.contains(cnpj)
-    {
-        return Err(ProtocolError::AccessDenied(NOT_FOR_BUSINESS_ENTITY));
-    }
-    Ok(())
+/// How a holder fails BCA-16.
+#[derive(Debug, Clone, Copy)]
+enum Mismatch {
+    /// Not the consent's `loggedUser`.
+    NotLoggedUser,
+    /// The `loggedUser`, but not acting for the consent's `businessEntity`.
+    NotForBusinessEntity,
 }
 
-/// The holder checks of BCA-16, for the device API's claim step (AD-8).
+impl Mismatch {
+    /// BCA-16's answer: 403 `access_denied`.
+    fn denied(self) -> ProtocolError {
+        match self {
+            Self::NotLoggedUser => ProtocolError::AccessDenied(
+                "the hint names someone other than the consent's loggedUser",
+            ),
+            Self::NotForBusinessEntity => ProtocolError::AccessDenied(NOT_FOR_BUSINESS_ENTITY),
+        }
+    }
+}
+
+/// BCA-16 [decision, AMB-13]: the holder the hint names is the consent's `loggedUser`, and
+/// acts for its `businessEntity` if it has one; otherwise 403 `access_denied`, before anyone
+/// is notified (bc-authorize hides the second, [`check_holder_for_request`]).
+fn holder_mismatch(user: &User, consent: &Consent) -> Option<Mismatch> {
+    if user.cpf != consent.logged_user {
+        return Some(Mismatch::NotLoggedUser);
+    }
+    match &consent.business_entity {
+        Some(cnpj) if !user.cnpj.contains(cnpj) => Some(Mismatch::NotForBusinessEntity),
+        Some(_) | None => None,
+    }
+}
+
+/// The holder checks of BCA-16, for the device API's claim step (AD-8): the holder is on the
+/// device, so both mismatches answer 403 `access_denied`.
 pub fn holder_matches_consent(user: &User, consent: &Consent) -> Result<(), ProtocolError> {
-    check_holder(user, consent)
+    holder_mismatch(user, consent).map_or(Ok(()), |m| Err(m.denied()))
 }
