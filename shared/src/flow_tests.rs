@@ -253,3 +253,45 @@ fn tok_9_expiry_is_read_from_the_clock() {
     );
     assert_eq!(late.status, 410);
 }
+
+/// AD-5, CONS-1: two requests on one consent: the first approval moves the consent to
+/// AUTHORISED for its request; the second is denied (403, the consent's real state), and only
+/// the first is redeemed.
+#[test]
+fn ad_5_cons_1_one_consent_one_grant() {
+    let f = Flow::new();
+    let consent_id = f.lodge();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let ack = f.bc_authorize(&f.request_object(&consent_id, json!({})));
+        assert_eq!(ack.status, 200, "{}", String::from_utf8_lossy(&ack.body));
+        ids.push(json_of(&ack)["auth_req_id"].as_str().unwrap().to_string());
+    }
+    let approve = |id: &str| {
+        f.device(
+            Method::Post,
+            &format!("/requests/{id}/approve"),
+            json!({ "acr": "urn:brasil:openbanking:loa2" }),
+        )
+    };
+    let first = approve(&ids[1]);
+    assert_eq!(first.status, 200, "{}", String::from_utf8_lossy(&first.body));
+    assert_eq!(json_of(&first)["consent_status"], json!("AUTHORISED"));
+    let before = f.store.len();
+    let second = approve(&ids[0]);
+    assert_eq!(second.status, 403);
+    assert_eq!(json_of(&second)["error"], json!("access_denied"));
+    assert!(
+        json_of(&second)["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("another request")
+    );
+    assert_eq!(f.store.len(), before, "only the refused request's record moved");
+    let view = f.device(Method::Get, &format!("/requests/{}", ids[0]), json!({}));
+    assert_eq!(json_of(&view)["status"], json!("DENIED"));
+    assert_eq!(json_of(&f.poll(&ids[0]))["error"], json!("access_denied"));
+    assert_eq!(f.poll(&ids[1]).status, 200);
+    // Approving the winner again is "already decided", never a second grant.
+    assert_eq!(approve(&ids[1]).status, 409);
+}

@@ -25,7 +25,7 @@ use crate::client_auth::unverified_issuer;
 use crate::clients::ClientKeys;
 use crate::clock::{SKEW, UnixTime};
 use crate::config::{Config, ConfigError, Variables};
-use crate::consent::Consent;
+use crate::consent::{Authorisation, Consent};
 use crate::discovery::{ACR_LOA2, ACR_LOA3, LHT_AD_GENERATED};
 use crate::error::{Endpoint, ProtocolError};
 use crate::form::Form;
@@ -304,7 +304,7 @@ impl DeviceEndpoint {
         let (reference, stored) = self.find(id, deps, now)?;
         let auth_request = &stored.data;
         if auth_request.state(now) != State::Pending {
-            return Err(self.decided(auth_request, deps, now));
+            return Err(self.decided(&reference, auth_request, deps, now));
         }
         let sub = match (&auth_request.subject, string_member(&body, "subject")?) {
             (Some(known), Some(given)) if known != given => {
@@ -316,10 +316,8 @@ impl DeviceEndpoint {
         };
         let user = self.holder(Some(&sub))?;
         let consent = self.consent(&auth_request.consent_id, deps, now)?;
-        if let Err(reason) = approval_checks(auth_request, user, &consent, acr, now) {
-            let denied = auth_request.deny(reason, now).map_err(wrong_state)?;
-            self.write(&reference, &stored, &denied, deps)?;
-            return Err(ProtocolError::AccessDenied(denial_text(reason)));
+        if let Err(reason) = approval_checks(auth_request, &reference, user, &consent, acr, now) {
+            return Err(self.refuse(&reference, &stored, reason, &consent, deps, now));
         }
         let decision = Decision {
             sub: user.sub.clone(),
@@ -347,11 +345,66 @@ impl DeviceEndpoint {
         let approved = auth_request
             .approve(decision, id_token, now)
             .map_err(wrong_state)?;
-        // The request first: its decision is the one that must happen once (AD-4).
+        // AD-5, CONS-1: the consent's move to AUTHORISED is the step that decides, one
+        // compare-and-swap: of two requests on one consent, or this approval and the client's
+        // DELETE, exactly one wins. The request is approved only after it, so an approved
+        // request always has its consent authorised by it; a fault between the two writes
+        // leaves the request pending and the consent this request's, which the device's retry
+        // completes (nothing can be redeemed meanwhile).
+        let authorised = match crate::consent::authorise_for(
+            deps.store,
+            &auth_request.consent_id,
+            &reference,
+            now,
+            deps.random,
+        )
+        .map_err(store_error)?
+        {
+            Authorisation::Granted(consent) => consent,
+            Authorisation::Refused(standing) => {
+                return Err(self.refuse(
+                    &reference,
+                    &stored,
+                    DenialReason::ConsentUnavailable,
+                    &standing,
+                    deps,
+                    now,
+                ));
+            }
+            Authorisation::Gone => {
+                return Err(ProtocolError::InvalidGrant("the request's consent is gone"));
+            }
+        };
         self.write(&reference, &stored, &approved, deps)?;
-        crate::consent::follow_decision(deps.store, &approved, now, deps.random)
-            .map_err(store_error)?;
-        Ok(Response::json(200, &self.view(&approved, &reference, now)))
+        let mut view = self.view(&approved, &reference, now);
+        view["consent_status"] = json!(authorised.status);
+        Ok(Response::json(200, &view))
+    }
+
+    /// An approval that failed an AD-5 check: the request is denied (if it still can be) and
+    /// the device is told why, with the consent's real state when that is the reason.
+    fn refuse(
+        &self,
+        reference: &str,
+        stored: &record::Stored<AuthRequest>,
+        reason: DenialReason,
+        consent: &Consent,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> ProtocolError {
+        let denied = match stored.data.deny(reason, now) {
+            Ok(denied) => denied,
+            Err(e) => return wrong_state(e),
+        };
+        if let Err(e) = self.write(reference, stored, &denied, deps) {
+            return e;
+        }
+        match reason {
+            DenialReason::ConsentUnavailable => {
+                ProtocolError::AccessDenied(consent_denial_text(&consent.at(now)))
+            }
+            other => ProtocolError::AccessDenied(denial_text(other)),
+        }
     }
 
     /// `POST /device/requests/<id>/deny` (AD-6).
@@ -359,10 +412,10 @@ impl DeviceEndpoint {
         let (reference, stored) = self.find(id, deps, now)?;
         let denied = match stored.data.deny(DenialReason::HolderDenied, now) {
             Ok(denied) => denied,
-            Err(_) => return Err(self.decided(&stored.data, deps, now)),
+            Err(_) => return Err(self.decided(&reference, &stored.data, deps, now)),
         };
         self.write(&reference, &stored, &denied, deps)?;
-        crate::consent::follow_decision(deps.store, &denied, now, deps.random)
+        crate::consent::follow_decision(deps.store, &denied, &reference, now, deps.random)
             .map_err(store_error)?;
         Ok(Response::json(200, &self.view(&denied, &reference, now)))
     }
@@ -408,8 +461,14 @@ impl DeviceEndpoint {
     /// ([`crate::consent::follow_decision`]), in case the call that made it stopped between
     /// its two writes (a store fault): a device that retries after a 500 completes it, and is
     /// then told the request was decided.
-    fn decided(&self, request: &AuthRequest, deps: &Deps<'_>, now: UnixTime) -> ProtocolError {
-        match crate::consent::follow_decision(deps.store, request, now, deps.random) {
+    fn decided(
+        &self,
+        reference: &str,
+        request: &AuthRequest,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> ProtocolError {
+        match crate::consent::follow_decision(deps.store, request, reference, now, deps.random) {
             Ok(_) => wrong_state(WrongState(request.state(now))),
             Err(e) => store_error(e),
         }
@@ -644,6 +703,7 @@ fn is_uuid_v4(text: &str) -> bool {
 /// AD-5: the checks an approval must pass; the first that fails is the denial's reason.
 fn approval_checks(
     request: &AuthRequest,
+    reference: &str,
     user: &User,
     consent: &Consent,
     acr: &str,
@@ -680,10 +740,36 @@ fn approval_checks(
     if !request.acr.reached_by(acr) {
         return Err(DenialReason::AcrNotReached);
     }
-    if consent.at(now).status != crate::consent::Status::AwaitingAuthorisation {
+    // Awaiting, or already authorised by this request: an approval whose request write
+    // failed after the consent's move (a store fault) is completed by the device's retry.
+    if consent.at(now).status != crate::consent::Status::AwaitingAuthorisation
+        && !consent.authorised_for(reference, now)
+    {
         return Err(DenialReason::ConsentUnavailable);
     }
     Ok(())
+}
+
+/// The device's answer when the consent is not the request's to authorise: its real state
+/// (AD-5, AD-7, CONS-1).
+fn consent_denial_text(consent: &Consent) -> &'static str {
+    use crate::consent::{RejectionCode, Status};
+    match (consent.status, consent.rejection.map(|r| r.code)) {
+        (Status::Authorised, _) => {
+            "the consent was already authorised through another request: the request is denied"
+        }
+        (Status::Rejected, Some(RejectionCode::CustomerManuallyRejected)) => {
+            "the consent was rejected (CUSTOMER_MANUALLY_REJECTED): the request is denied"
+        }
+        (Status::Rejected, Some(RejectionCode::CustomerManuallyRevoked)) => {
+            "the consent was revoked (CUSTOMER_MANUALLY_REVOKED): the request is denied"
+        }
+        (Status::Rejected, Some(RejectionCode::ConsentExpired)) => {
+            "the consent's authorisation window passed (CONSENT_EXPIRED): the request is denied"
+        }
+        (Status::Rejected, _) => "the consent is rejected: the request is denied",
+        (Status::AwaitingAuthorisation, _) => denial_text(DenialReason::ConsentUnavailable),
+    }
 }
 
 fn denial_text(reason: DenialReason) -> &'static str {
