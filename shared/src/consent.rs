@@ -273,7 +273,8 @@ pub fn authorise_for(
 /// the consent; a device call stopped between them by a store fault leaves the consent behind.
 /// Whoever meets the pair next moves it along (the device's retry, the client's poll), so a
 /// decision is never left half-applied. A consent that moved otherwise meanwhile (authorised
-/// through another request, revoked by its client, its window passed) stays as it is.
+/// through another request, revoked by its client, its window passed) stays as it is; one
+/// authorised by this request, whose approval then lost to the holder's denial, is rejected.
 pub fn follow_decision(
     store: &dyn crate::store::KeyValue,
     request: &crate::auth_req::AuthRequest,
@@ -308,12 +309,25 @@ pub fn follow_decision(
                 return Err(None);
             };
             let standing = current.data.at(now);
-            if standing.status != Status::AwaitingAuthorisation {
+            // A consent authorised by this very request, which then ended denied (its
+            // approval lost the request's own race to the holder's denial), granted nothing:
+            // the holder's refusal stands for it too.
+            let ours = standing.authorised_for(reference, now);
+            if standing.status != Status::AwaitingAuthorisation && !ours {
                 return Err(Some(Box::new(standing)));
             }
-            current
-                .data
-                .reject_by_holder(now)
+            let rejected = if ours {
+                standing.revoke(now).map(|c| Consent {
+                    rejection: c.rejection.map(|r| Rejection {
+                        code: RejectionCode::CustomerManuallyRejected,
+                        ..r
+                    }),
+                    ..c
+                })
+            } else {
+                current.data.reject_by_holder(now)
+            };
+            rejected
                 .map(|next| (next, current.exp))
                 .map_err(|_| Some(Box::new(standing)))
         },
@@ -483,8 +497,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let revoked = c.revoke(2000).unwrap();
-        crate::store::record::replace(&store, &key, &current, &revoked, 100_000, &random)
-            .unwrap();
+        crate::store::record::replace(&store, &key, &current, &revoked, 100_000, &random).unwrap();
         match authorise_for(&store, "urn:ofbciba:1", "ref-a", 2001, &random).unwrap() {
             Authorisation::Refused(c) => assert_eq!(
                 c.rejection.map(|r| r.code),
@@ -496,8 +509,14 @@ mod tests {
         let late = crate::store::memory::MemoryStore::new();
         stored(&late);
         assert!(matches!(
-            authorise_for(&late, "urn:ofbciba:1", "ref-a", 1000 + AUTHORISATION_WINDOW, &random)
-                .unwrap(),
+            authorise_for(
+                &late,
+                "urn:ofbciba:1",
+                "ref-a",
+                1000 + AUTHORISATION_WINDOW,
+                &random
+            )
+            .unwrap(),
             Authorisation::Refused(_)
         ));
     }

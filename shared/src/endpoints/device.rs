@@ -375,7 +375,16 @@ impl DeviceEndpoint {
                 return Err(ProtocolError::InvalidGrant("the request's consent is gone"));
             }
         };
-        self.write(&reference, &stored, &approved, deps)?;
+        if let Err(e) = self.write(&reference, &stored, &approved, deps) {
+            // The request was decided meanwhile (the holder's denial won its own race): the
+            // consent follows the decision that stands.
+            if matches!(e, ProtocolError::InvalidGrant(_))
+                && let Ok((_, current)) = self.find(id, deps, now)
+            {
+                return Err(self.decided(&reference, &current.data, deps, now));
+            }
+            return Err(e);
+        }
         let mut view = self.view(&approved, &reference, now);
         view["consent_status"] = json!(authorised.status);
         Ok(Response::json(200, &view))

@@ -113,13 +113,7 @@ impl TokenEndpoint {
             State::Denied => {
                 // AD-6: a denial whose consent write did not happen is completed here; the
                 // answer is the same whether that works or not.
-                let _ = consent::follow_decision(
-                    deps.store,
-                    request,
-                    &reference,
-                    now,
-                    deps.random,
-                );
+                let _ = consent::follow_decision(deps.store, request, &reference, now, deps.random);
                 Err(ProtocolError::AccessDenied(
                     "the account holder denied the request",
                 ))
