@@ -17,6 +17,7 @@ mod host;
 mod jwks;
 mod lifecycle;
 mod limits;
+mod one_grant;
 mod rate_limits;
 mod review;
 mod secrets;

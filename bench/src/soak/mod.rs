@@ -46,11 +46,16 @@ pub enum Kind {
     /// (g) `burst` polls of a pending request: `authorization_pending` or `slow_down` only,
     /// and the interval raised only as the answers said (TOK-6/7/12).
     SlowDown,
+    /// (h) Two requests on one consent, approved at once: one grant (AD-5, CONS-1).
+    OneConsentTwoRequests,
+    /// (i) Approvals of one request racing the client's `DELETE` of its consent: the
+    /// approval answers what happened (AD-5, CONS-1).
+    ApproveVsConsentDelete,
 }
 
 impl Kind {
     /// Every scenario, in order.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 9] = [
         Kind::PollAfterApproval,
         Kind::RequestObjectJti,
         Kind::ClientAssertionJti,
@@ -58,6 +63,8 @@ impl Kind {
         Kind::AdGeneratedHint,
         Kind::ApproveVsDeny,
         Kind::SlowDown,
+        Kind::OneConsentTwoRequests,
+        Kind::ApproveVsConsentDelete,
     ];
 
     /// Its name on the command line and in the reports.
@@ -70,6 +77,8 @@ impl Kind {
             Kind::AdGeneratedHint => "ad-generated-hint",
             Kind::ApproveVsDeny => "approve-vs-deny",
             Kind::SlowDown => "slow-down",
+            Kind::OneConsentTwoRequests => "one-consent-two-requests",
+            Kind::ApproveVsConsentDelete => "approve-vs-consent-delete",
         }
     }
 
@@ -96,6 +105,12 @@ impl Kind {
             }
             Kind::SlowDown => {
                 "concurrent polls of a pending request: only authorization_pending or slow_down; a poll after the interval the answers imply is pending"
+            }
+            Kind::OneConsentTwoRequests => {
+                "two requests on one consent, concurrent approvals of both: one 200, the rest 403 access_denied or 409; only the winner's poll gets tokens; the consent is AUTHORISED"
+            }
+            Kind::ApproveVsConsentDelete => {
+                "concurrent approvals of one request and the client's DELETE of its consent: at most one 200, and only if the consent was authorised before it was revoked; no tokens"
             }
         }
     }
@@ -473,7 +488,8 @@ const HELP: &str = "ciba-soak: concurrency soak of the CIBA bundle's exactly-onc
   --parallel P          trials in flight at once, each on its own B connections (default 4)
   --scenario NAME       run only these (repeatable): poll-after-approval, request-object-jti,
                         client-assertion-jti, qr-login-hint-token, ad-generated-hint,
-                        approve-vs-deny, slow-down
+                        approve-vs-deny, slow-down, one-consent-two-requests,
+                        approve-vs-consent-delete
   --time-limit SECS     start no trial after this long (default 3600); a run cut short is
                         reported INCOMPLETE
   --probe-every K       slow-down: on one trial in K, wait out the interval the answers
