@@ -481,7 +481,7 @@ const HELP: &str = "ciba-soak: concurrency soak of the CIBA bundle's exactly-onc
             [--time-limit SECS] [--probe-every K] [--json FILE]
             [--dev-dir DIR] [--client-id ID] [--client-key JWK_FILE]
             [--subject SUB] [--cpf CPF] [--device-token-file FILE]
-            [--cert-header NAME --cert-file PEM]
+            [--cert-header NAME --cert-file PEM [--device-cert-file PEM]]
 
   --base URL            the running server (http:// only), default http://127.0.0.1:3000
   --trials N            trials per scenario (default 100); --burst B racers per trial (default 20)
@@ -501,6 +501,9 @@ const HELP: &str = "ciba-soak: concurrency soak of the CIBA bundle's exactly-onc
   --cert-header NAME --cert-file PEM
                         send this client certificate (URL-encoded PEM) in header NAME, as the
                         TLS-terminating proxy of an mTLS deployment would
+  --device-cert-file PEM
+                        with mTLS on, the bank backend's certificate for /device/... (its
+                        x5t#S256 listed in device_api_certificates), in the same header
 
 The client must be registered for the CIBA, client_credentials (scope consents) and
 refresh_token grants, and the holder's CPF must be the one given. Exit status: 0 when every

@@ -176,6 +176,7 @@ impl Soak {
             AUTHORIZATION,
             &format!("Bearer {}", self.bench.device_token),
         )
+        .and_then(|r| self.bench.device_certificate(r))
     }
 
     fn decide(&self, id: &str, decision: &str) -> anyhow::Result<Req> {

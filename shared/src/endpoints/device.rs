@@ -21,10 +21,11 @@ use super::device_page::DevicePage;
 use crate::auth_req::{
     self, AuthReqId, AuthRequest, Decision, DenialReason, HintKind, State, WrongState,
 };
+use crate::certificate::ClientCertificate;
 use crate::client_auth::unverified_issuer;
 use crate::clients::ClientKeys;
 use crate::clock::{SKEW, UnixTime};
-use crate::config::{Config, ConfigError, Variables};
+use crate::config::{Config, ConfigError, DeviceApiCertificates, Variables};
 use crate::consent::{Authorisation, Consent};
 use crate::discovery::{ACR_LOA2, ACR_LOA3, LHT_AD_GENERATED};
 use crate::error::{Endpoint, ProtocolError};
@@ -50,6 +51,7 @@ const QR_MAX_LIFETIME: i64 = 300;
 pub struct DeviceEndpoint {
     config: Config,
     page: DevicePage,
+    certificates: DeviceApiCertificates,
 }
 
 fn bad(why: &'static str) -> ProtocolError {
@@ -73,11 +75,14 @@ fn wrong_state(WrongState(state): WrongState) -> ProtocolError {
 }
 
 impl DeviceEndpoint {
-    /// Reads every variable, and `device_page`.
+    /// Reads every variable, `device_page` and `device_api_certificates`.
     pub fn load(vars: &dyn Variables) -> Result<Self, ConfigError> {
+        let config = Config::load(vars)?;
+        let certificates = DeviceApiCertificates::load(vars, config.client_cert_header.mtls())?;
         Ok(Self {
-            config: Config::load(vars)?,
+            config,
             page: DevicePage::load(vars)?,
+            certificates,
         })
     }
 
@@ -129,7 +134,8 @@ impl DeviceEndpoint {
         }
     }
 
-    /// The device token, `Authorization: Bearer`, compared in constant time.
+    /// The device token, `Authorization: Bearer`, compared in constant time; with mTLS on,
+    /// also the caller's certificate.
     fn authorize(&self, request: &Request) -> Result<(), ProtocolError> {
         let missing = ProtocolError::InvalidToken("the device API token is required");
         let mut values = request.header_values("authorization");
@@ -142,11 +148,24 @@ impl DeviceEndpoint {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim())
             .ok_or(missing)?;
-        if self.config.device_api_token.matches(token) {
-            Ok(())
-        } else {
-            Err(ProtocolError::InvalidToken("the device API token is wrong"))
+        if !self.config.device_api_token.matches(token) {
+            return Err(ProtocolError::InvalidToken("the device API token is wrong"));
         }
+        // With mTLS on, the token alone is not enough: the bank backend's certificate, as the
+        // proxy forwards it, must be one of `device_api_certificates` (design.md). Without
+        // mTLS (sandboxes) the token alone stands.
+        if self.config.client_cert_header.mtls() {
+            let listed = ClientCertificate::presented(request, &self.config.client_cert_header)
+                .ok()
+                .flatten()
+                .is_some_and(|c| self.certificates.lists(c.x5t_s256()));
+            if !listed {
+                return Err(ProtocolError::InvalidToken(
+                    "the device API requires a certificate listed in device_api_certificates",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The holder named by a body's `subject`.
@@ -859,6 +878,10 @@ mod tests {
         let mut headers = Vec::new();
         if token {
             headers.push(("authorization".into(), format!("Bearer {}", "d".repeat(43))));
+            headers.push((
+                "x-ssl-client-cert".into(),
+                crate::fixtures::device_certificate().0.clone(),
+            ));
         }
         let request = Request {
             method,
@@ -924,5 +947,104 @@ mod tests {
             ]})
         );
         assert_eq!(call(&off, Method::Post, "/holders", true).status, 405);
+    }
+
+    fn with_headers(endpoint: &DeviceEndpoint, headers: Vec<(String, String)>) -> Response {
+        let request = Request {
+            method: Method::Get,
+            path_info: "/holders".into(),
+            query: None,
+            headers,
+            body: Vec::new(),
+        };
+        endpoint.handle(
+            &request,
+            &Deps {
+                store: &MemoryStore::new(),
+                clock: &FixedClock(1_800_000_000),
+                random: &CountingRandom::default(),
+            },
+        )
+    }
+
+    #[test]
+    fn ad_2_with_mtls_on_the_device_token_alone_is_refused() {
+        let on = endpoint(None);
+        let token = (
+            "authorization".to_string(),
+            format!("Bearer {}", "d".repeat(43)),
+        );
+        let cert = |value: &str| ("x-ssl-client-cert".to_string(), value.to_string());
+        let listed = crate::fixtures::device_certificate().0.clone();
+        let (other, _) = crate::fixtures::certificate("CN=someone-else");
+        assert_eq!(
+            with_headers(&on, vec![token.clone(), cert(&listed)]).status,
+            200
+        );
+        for headers in [
+            vec![token.clone()],
+            vec![token.clone(), cert(&other)],
+            vec![token.clone(), cert("not a certificate")],
+            // Two values, one of them the listed certificate: refused, never picked from.
+            // (An empty value beside it is item 9 of issue 16, in `ClientCertificate::presented`.)
+            vec![token.clone(), cert(&other), cert(&listed)],
+        ] {
+            let response = with_headers(&on, headers.clone());
+            assert_eq!(response.status, 401, "{:?}", headers.len());
+            let body: Value = serde_json::from_slice(&response.body).unwrap();
+            assert_eq!(body["error"], json!("invalid_token"));
+        }
+        // The certificate without the token is not enough either.
+        assert_eq!(with_headers(&on, vec![cert(&listed)]).status, 401);
+    }
+
+    #[test]
+    fn ad_2_without_mtls_the_device_token_alone_works() {
+        let mut vars = variables();
+        vars.remove(var::CLIENT_CERT_HEADER);
+        vars.remove(var::DEVICE_API_CERTIFICATES);
+        let sandbox = DeviceEndpoint::load(&vars).unwrap();
+        let token = (
+            "authorization".to_string(),
+            format!("Bearer {}", "d".repeat(43)),
+        );
+        assert_eq!(with_headers(&sandbox, vec![token]).status, 200);
+        assert_eq!(with_headers(&sandbox, vec![]).status, 401);
+    }
+
+    #[test]
+    fn device_api_certificates_is_required_and_checked_while_mtls_is_on() {
+        for (value, mtls, ok) in [
+            (None, true, false),
+            (Some(""), true, false),
+            (Some("[]"), true, false),
+            (Some("nonsense"), true, false),
+            (Some(r#"["not-a-thumbprint"]"#), true, false),
+            (Some(r#"[42]"#), true, false),
+            (Some(r#"{"x5t#S256": "x"}"#), true, false),
+            (None, false, true),
+            (Some("[]"), false, true),
+            (Some(r#"["short"]"#), false, false),
+        ] {
+            let mut vars = variables();
+            match value {
+                Some(v) => {
+                    vars.insert(var::DEVICE_API_CERTIFICATES, v.to_string());
+                }
+                None => {
+                    vars.remove(var::DEVICE_API_CERTIFICATES);
+                }
+            }
+            if !mtls {
+                vars.remove(var::CLIENT_CERT_HEADER);
+            }
+            match DeviceEndpoint::load(&vars) {
+                Ok(_) => assert!(ok, "{value:?} {mtls}: accepted"),
+                Err(e) => {
+                    assert!(!ok, "{value:?} {mtls}: {e}");
+                    assert_eq!(e.variable, var::DEVICE_API_CERTIFICATES);
+                }
+            }
+        }
     }
 }
