@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bc_authorize;
+mod cancellations;
 mod ciba_grant;
 mod configuration;
 mod consents;

@@ -600,14 +600,7 @@ impl DeviceEndpoint {
                 ))
             }
             (None, Some(sub)) => {
-                let not_before = match body.get("not_before") {
-                    Some(Value::Number(n)) => n.as_i64().filter(|t| *t > 0),
-                    Some(Value::String(t)) => crate::time::parse(t),
-                    _ => None,
-                }
-                .ok_or(bad(
-                    "not_before must be a NumericDate or an RFC 3339 UTC date-time",
-                ))?;
+                let not_before = not_before(body.get("not_before"), now)?;
                 let in_force =
                     id_token::cancel_before(deps.store, sub, not_before, now, deps.random)
                         .map_err(store_error)?;
@@ -714,6 +707,31 @@ fn redeemed(
         return request.consume(now).map_err(wrong_state);
     }
     Ok(request)
+}
+
+/// `not_before` of a cancellation (HINT-10): a whole NumericDate or an RFC 3339 UTC
+/// date-time, after 1970 and no later than now plus the longest id_token lifetime (a time
+/// further on would cancel id_tokens not issued yet, for years past any this server makes).
+/// Anything else is 400: a huge number once overflowed the record's expiry and erased the
+/// earlier cancellation.
+fn not_before(value: Option<&Value>, now: UnixTime) -> Result<UnixTime, ProtocolError> {
+    let time = match value {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(t)) => crate::time::parse(t),
+        _ => None,
+    }
+    .ok_or(bad(
+        "not_before must be a NumericDate or an RFC 3339 UTC date-time",
+    ))?;
+    let latest = now
+        .checked_add(id_token::LONGEST_LIFETIME)
+        .ok_or(ProtocolError::ServerError("the clock is out of range"))?;
+    if time <= 0 || time > latest {
+        return Err(bad(
+            "not_before must be after 1970 and no later than now plus the longest id_token lifetime",
+        ));
+    }
+    Ok(time)
 }
 
 /// A verified AS-generated login_hint_token.
