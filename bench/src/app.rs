@@ -11,7 +11,7 @@ const HELP: &str = "ciba-bench: end-to-end load benchmark of the CIBA bundle
   ciba-bench [--base URL] [--requests N] [--concurrency C] [--json FILE] [--svg FILE]
              [--dev-dir DIR] [--client-id ID] [--client-key JWK_FILE]
              [--subject SUB] [--cpf CPF] [--device-token-file FILE]
-             [--cert-header NAME --cert-file PEM]
+             [--cert-header NAME --cert-file PEM [--device-cert-file PEM]]
              [--manifest spin.toml] [--host-bin PATH | --no-cold-start]
 
   --base URL            the running server (http:// only), default http://127.0.0.1:3000
@@ -22,6 +22,9 @@ const HELP: &str = "ciba-bench: end-to-end load benchmark of the CIBA bundle
   --cert-header NAME --cert-file PEM
                         send this client certificate (URL-encoded PEM) in header NAME, as the
                         TLS-terminating proxy of an mTLS deployment would
+  --device-cert-file PEM
+                        with mTLS on, the bank backend's certificate for /device/... (its
+                        x5t#S256 listed in device_api_certificates), in the same header
   --manifest FILE       spin.toml whose `source` paths give the .wasm sizes (default spin.toml)
   --host-bin PATH       the ciba-host binary started fresh (on a free loopback port, store in memory,
                         --dev-dir registrations) to time each component's first request

@@ -140,6 +140,7 @@ pub async fn measure(
         device_token: std::fs::read_to_string(dev.join("device_api_token.txt"))?
             .trim()
             .to_string(),
+        device_cert: None,
         issuer: format!("http://{addr}"),
         token_endpoint: format!("http://{addr}/token"),
         concurrency: 1,

@@ -101,6 +101,9 @@ pub struct Registrations {
     pub cert_header: Option<String>,
     /// `--cert-file`: the client's PEM certificate.
     pub cert_file: Option<PathBuf>,
+    /// `--device-cert-file`: the bank backend's PEM certificate on the device API, sent in
+    /// `--cert-header` (required by a server with mTLS on, design.md).
+    pub device_cert_file: Option<PathBuf>,
 }
 
 impl Default for Registrations {
@@ -115,6 +118,7 @@ impl Default for Registrations {
             device_token_file: None,
             cert_header: None,
             cert_file: None,
+            device_cert_file: None,
         }
     }
 }
@@ -137,6 +141,7 @@ impl Registrations {
             "--device-token-file" => self.device_token_file = Some(value()?.into()),
             "--cert-header" => self.cert_header = Some(value()?),
             "--cert-file" => self.cert_file = Some(value()?.into()),
+            "--device-cert-file" => self.device_cert_file = Some(value()?.into()),
             _ => return Ok(false),
         }
         Ok(true)
@@ -147,6 +152,10 @@ impl Registrations {
         anyhow::ensure!(
             self.cert_header.is_some() == self.cert_file.is_some(),
             "--cert-header and --cert-file go together"
+        );
+        anyhow::ensure!(
+            self.device_cert_file.is_none() || self.cert_header.is_some(),
+            "--device-cert-file needs --cert-header"
         );
         Ok(())
     }
@@ -162,6 +171,13 @@ impl Registrations {
         if let (Some(name), Some(file)) = (&self.cert_header, &self.cert_file) {
             client = client.with_cert(name, file)?;
         }
+        let device_cert = match (&self.cert_header, &self.device_cert_file) {
+            (Some(name), Some(file)) => Client::load(&self.client_id, &key_file)?
+                .with_cert(name, file)?
+                .cert
+                .take(),
+            _ => None,
+        };
         let token_file = self
             .device_token_file
             .clone()
@@ -176,6 +192,7 @@ impl Registrations {
             subject: self.subject.clone(),
             cpf: self.cpf.clone(),
             device_token,
+            device_cert,
             issuer: String::new(),
             token_endpoint: String::new(),
             concurrency,
@@ -197,6 +214,9 @@ pub struct Bench {
     pub cpf: String,
     /// The device API token.
     pub device_token: String,
+    /// The bank backend's certificate on the device API (header name, URL-encoded PEM),
+    /// when the server has mTLS on.
+    pub device_cert: Option<(HeaderName, String)>,
     /// The issuer (from discovery): the request objects' `aud`.
     pub issuer: String,
     /// The token endpoint (from discovery): the client assertions' `aud`.
@@ -242,6 +262,14 @@ pub fn unix_now() -> anyhow::Result<u64> {
 }
 
 impl Bench {
+    /// Adds the bank backend's certificate to a device API request, when there is one.
+    pub fn device_certificate(&self, req: Req) -> anyhow::Result<Req> {
+        match &self.device_cert {
+            Some((name, value)) => req.header(name.clone(), value),
+            None => Ok(req),
+        }
+    }
+
     /// Reads the issuer and the token endpoint from the discovery document.
     pub async fn discover(&mut self) -> anyhow::Result<()> {
         let samples =
@@ -418,6 +446,7 @@ impl Bench {
                     body.clone(),
                 )
                 .header(AUTHORIZATION, &format!("Bearer {}", self.device_token))
+                .and_then(|r| self.device_certificate(r))
             })
             .collect()
     }

@@ -51,6 +51,26 @@ pub fn self_signed_certificate(
     Ok(cert.to_der()?)
 }
 
+/// A DER certificate as PEM, in lines of 64 characters.
+pub fn certificate_pem(der: &[u8]) -> String {
+    let b64 = STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+/// The `x5t#S256` of a DER certificate (RFC 8705 3.1): base64url SHA-256.
+pub fn x5t_s256(der: &[u8]) -> String {
+    use sha2::Digest;
+    b64u(&sha2::Sha256::digest(der))
+}
+
 /// The public members of an RSA JWK.
 pub fn public_jwk(key: &RsaPublicKey, kid: &str, key_use: &str, alg: &str) -> Value {
     json!({

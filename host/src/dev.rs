@@ -32,6 +32,11 @@ pub const ABUSE_LIMITS: [&str; 6] = [
 /// The largest value each abuse limit takes.
 pub const LIFTED_LIMIT: &str = "1000000";
 
+/// The bank backend's certificate on the device API (PEM), for tools that call `/device/...`
+/// through an mTLS proxy, and the variable that lists it.
+const DEVICE_CERTIFICATE: &str = "device_certificate.pem";
+const DEVICE_API_CERTIFICATES: &str = "device_api_certificates.json";
+
 /// The files of the development folder.
 pub struct DevFolder {
     dir: PathBuf,
@@ -54,7 +59,7 @@ impl DevFolder {
     /// Generates whatever is missing, and says what was made.
     pub fn ensure(&self) -> anyhow::Result<bool> {
         if FILES.iter().all(|(_, f)| self.dir.join(f).exists()) {
-            return Ok(false);
+            return self.ensure_device_certificate();
         }
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
@@ -103,6 +108,31 @@ impl DevFolder {
                 .to_string(),
         )?;
         write("device_api_token.txt", random_token()?)?;
+        self.ensure_device_certificate()?;
+        Ok(true)
+    }
+
+    /// A self-signed certificate for the bank backend and `device_api_certificates` listing
+    /// it, when missing (also in a folder made before they existed).
+    fn ensure_device_certificate(&self) -> anyhow::Result<bool> {
+        let (pem, list) = (
+            self.dir.join(DEVICE_CERTIFICATE),
+            self.dir.join(DEVICE_API_CERTIFICATES),
+        );
+        if pem.exists() && list.exists() {
+            return Ok(false);
+        }
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let der = devkeys::self_signed_certificate(
+            &rsa_key(2048)?,
+            "CN=dev-bank-backend,O=Dev Bank,C=BR",
+            365,
+        )?;
+        std::fs::write(&pem, devkeys::certificate_pem(&der))
+            .with_context(|| format!("cannot write {}", pem.display()))?;
+        std::fs::write(&list, json!([devkeys::x5t_s256(&der)]).to_string())
+            .with_context(|| format!("cannot write {}", list.display()))?;
         Ok(true)
     }
 
@@ -115,6 +145,12 @@ impl DevFolder {
         }
         for name in ABUSE_LIMITS {
             overrides.set_default(name, LIFTED_LIMIT);
+        }
+        // Used only with mTLS on (`--variable client_cert_header=...`): the device API then
+        // also asks for the certificate in device_certificate.pem.
+        let list = self.dir.join(DEVICE_API_CERTIFICATES);
+        if let Ok(text) = std::fs::read_to_string(&list) {
+            overrides.set_default("device_api_certificates", text.trim());
         }
         Ok(())
     }

@@ -49,6 +49,9 @@ pub mod var {
     pub const CONSENT_RATE_LIMIT: &str = "consent_rate_limit";
     /// `client_credentials` grants one client may ask for per minute (TOK-20, issue 16).
     pub const CLIENT_CREDENTIALS_RATE_LIMIT: &str = "client_credentials_rate_limit";
+    /// JSON array of the `x5t#S256` thumbprints of the certificates the bank's backend
+    /// presents on `/device/...` (required while `client_cert_header` is set).
+    pub const DEVICE_API_CERTIFICATES: &str = "device_api_certificates";
 }
 
 /// A variable that is missing or bad. Its text names the variable and the problem only.
@@ -365,6 +368,64 @@ impl DeviceApiToken {
         let ours = sha2::Sha256::digest(self.0.as_bytes());
         let theirs = sha2::Sha256::digest(presented.as_bytes());
         ours.as_slice().ct_eq(theirs.as_slice()).into()
+    }
+}
+
+/// The certificates the bank's backend may present on the device API, by `x5t#S256`
+/// (design.md, The device API): with mTLS on, a leaked device token alone approves nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceApiCertificates(Vec<[u8; 32]>);
+
+impl DeviceApiCertificates {
+    /// Reads `device_api_certificates`: a JSON array of base64url SHA-256 thumbprints. It is
+    /// required, non-empty, whenever `client_cert_header` is set; without mTLS (sandboxes) it
+    /// may be empty, and a value given is still checked.
+    pub fn load(vars: &dyn Variables, mtls: bool) -> Result<Self, ConfigError> {
+        let name = var::DEVICE_API_CERTIFICATES;
+        let value = vars.get(name)?.unwrap_or_default();
+        if value.trim().is_empty() {
+            return if mtls {
+                Err(ConfigError::new(
+                    name,
+                    "is required while client_cert_header is set (mTLS on)",
+                ))
+            } else {
+                Ok(Self(Vec::new()))
+            };
+        }
+        let bad = || ConfigError::new(name, "must be a JSON array of x5t#S256 thumbprints");
+        let list: Vec<String> = serde_json::from_str(&value).map_err(|_| bad())?;
+        let thumbprints = list
+            .iter()
+            .map(|t| {
+                crate::jose::b64url_decode(t.trim()).and_then(|b| <[u8; 32]>::try_from(b).ok())
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(bad)?;
+        if mtls && thumbprints.is_empty() {
+            return Err(ConfigError::new(
+                name,
+                "must list at least one thumbprint while client_cert_header is set (mTLS on)",
+            ));
+        }
+        Ok(Self(thumbprints))
+    }
+
+    /// Whether a certificate with this `x5t#S256` is listed. Every listed thumbprint is
+    /// compared, each in constant time (`subtle`).
+    pub fn lists(&self, x5t_s256: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let Some(presented) =
+            crate::jose::b64url_decode(x5t_s256).and_then(|b| <[u8; 32]>::try_from(b).ok())
+        else {
+            return false;
+        };
+        self.0
+            .iter()
+            .fold(subtle::Choice::from(0), |found, t| {
+                found | t.ct_eq(&presented)
+            })
+            .into()
     }
 }
 

@@ -89,6 +89,11 @@ pub struct Consent {
     pub status_updated: UnixTime,
     /// Present when the stored status is `REJECTED`.
     pub rejection: Option<Rejection>,
+    /// The reference of the one backchannel request whose approval moved the consent to
+    /// `AUTHORISED` (AD-5, CONS-1): only that request may be approved and redeemed. Never
+    /// shown to the client (the Consents API renders its own fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorised_by: Option<String>,
 }
 
 /// An illegal transition.
@@ -127,14 +132,16 @@ impl Consent {
         view
     }
 
-    /// AWAITING_AUTHORISATION → AUTHORISED: the holder approved on the authentication device
-    /// (AD-5).
-    pub fn authorise(&self, now: UnixTime) -> Result<Self, TransitionError> {
+    /// AWAITING_AUTHORISATION → AUTHORISED: the holder approved the request `by` on the
+    /// authentication device (AD-5). The consent remembers which request it was: one consent,
+    /// one grant.
+    pub fn authorise(&self, by: &str, now: UnixTime) -> Result<Self, TransitionError> {
         let current = self.at(now);
         match current.status {
             Status::AwaitingAuthorisation => Ok(Self {
                 status: Status::Authorised,
                 status_updated: now,
+                authorised_by: Some(by.to_string()),
                 ..current
             }),
             Status::Authorised => Err(TransitionError::NotAwaiting),
@@ -150,6 +157,13 @@ impl Consent {
             Status::Authorised => Err(TransitionError::NotAwaiting),
             Status::Rejected => Err(TransitionError::AlreadyRejected),
         }
+    }
+
+    /// Whether the request `reference` is the one whose approval authorised the consent, and
+    /// the consent still stands authorised at `now` (AD-5, TOK-11).
+    pub fn authorised_for(&self, reference: &str, now: UnixTime) -> bool {
+        self.at(now).status == Status::Authorised
+            && self.authorised_by.as_deref() == Some(reference)
     }
 
     /// `DELETE` by the client on the holder's behalf (Consents API v3).
@@ -190,30 +204,99 @@ pub fn authorised(
     )
 }
 
-/// Moves the consent after its request's decision (AD-5: approved → `AUTHORISED`; AD-6:
-/// denied by the holder → `REJECTED`) if it still awaits authorisation, and returns it as it
-/// stands at `now`. `Ok(None)` when the decision moves no consent (none yet, or an AD-5
-/// denial) or the consent is gone.
+/// The outcome of [`authorise_for`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorisation {
+    /// The consent is `AUTHORISED` by this request: moved now, or earlier by this same
+    /// request (a retry, or a swap the store reported failed although it wrote).
+    Granted(Consent),
+    /// The consent is not this request's to authorise: how it stands at `now` (authorised
+    /// through another request, rejected, expired).
+    Refused(Box<Consent>),
+    /// The consent record is gone.
+    Gone,
+}
+
+/// AD-5, CONS-1: the atomic step that decides an approval. The consent moves from
+/// `AWAITING_AUTHORISATION` to `AUTHORISED` by the request `reference` in one compare-and-swap
+/// of a record that carries a unique marker ([`record::update`], design.md State); a failed
+/// swap is followed by a re-read, and a consent already authorised by this same request is
+/// this request's (Spin's Redis store reports swaps as failed even when it wrote them). Of two
+/// requests on one consent, or a request and the client's `DELETE`, exactly one moves it.
+pub fn authorise_for(
+    store: &dyn crate::store::KeyValue,
+    consent_id: &str,
+    reference: &str,
+    now: UnixTime,
+    random: &dyn crate::clock::Random,
+) -> Result<Authorisation, crate::store::StoreError> {
+    use crate::store::{keys, record};
+    // `Err(Some(_))`: the consent as it stands, ours or not; `Err(None)`: gone.
+    let moved = record::update::<Consent, Option<Box<Consent>>>(
+        store,
+        &keys::consent(consent_id),
+        now,
+        random,
+        |current| {
+            let Some(current) = current else {
+                return Err(None);
+            };
+            let standing = current.data.at(now);
+            match standing.status {
+                Status::AwaitingAuthorisation => current
+                    .data
+                    .authorise(reference, now)
+                    .map(|next| (next, current.exp))
+                    .map_err(|_| Some(Box::new(standing))),
+                _ => Err(Some(Box::new(standing))),
+            }
+        },
+    )?;
+    Ok(match moved {
+        Ok(next) => Authorisation::Granted(next.at(now)),
+        Err(Some(standing)) if standing.authorised_for(reference, now) => {
+            Authorisation::Granted(*standing)
+        }
+        Err(Some(standing)) => Authorisation::Refused(standing),
+        Err(None) => Authorisation::Gone,
+    })
+}
+
+/// Moves the consent after its request's decision (AD-5: approved → `AUTHORISED` by that
+/// request, [`authorise_for`]; AD-6: denied by the holder → `REJECTED`) if it still awaits
+/// authorisation, and returns it as it stands at `now`. `Ok(None)` when the decision moves no
+/// consent (none yet, or an AD-5 denial) or the consent is gone.
 ///
-/// The decision is two writes, the request first (AD-4: it is the one that must happen once),
-/// then the consent; a device call stopped between them by a store fault leaves the consent
-/// behind. Whoever meets the pair next moves it along (the device's retry, the client's
-/// poll), so a decision is never left half-applied. A consent that moved otherwise meanwhile
-/// (revoked by its client, its window passed) stays as it is.
+/// An approval moves the consent first and the request second (the consent's move is what
+/// decides), so an approved request's consent has already moved; this completes only records
+/// written before that order, and denials. A denial is two writes, the request first, then
+/// the consent; a device call stopped between them by a store fault leaves the consent behind.
+/// Whoever meets the pair next moves it along (the device's retry, the client's poll), so a
+/// decision is never left half-applied. A consent that moved otherwise meanwhile (authorised
+/// through another request, revoked by its client, its window passed) stays as it is; one
+/// authorised by this request, whose approval then lost to the holder's denial, is rejected.
 pub fn follow_decision(
     store: &dyn crate::store::KeyValue,
     request: &crate::auth_req::AuthRequest,
+    reference: &str,
     now: UnixTime,
     random: &dyn crate::clock::Random,
 ) -> Result<Option<Consent>, crate::store::StoreError> {
     use crate::auth_req::{DenialReason, Status as Decided};
     use crate::store::{keys, record};
-    let change: fn(&Consent, UnixTime) -> Result<Consent, TransitionError> =
-        match (request.status, request.denial) {
-            (Decided::Approved | Decided::Consumed, _) => Consent::authorise,
-            (Decided::Denied, Some(DenialReason::HolderDenied)) => Consent::reject_by_holder,
-            _ => return Ok(None),
-        };
+    match (request.status, request.denial) {
+        (Decided::Approved | Decided::Consumed, _) => {
+            return Ok(
+                match authorise_for(store, &request.consent_id, reference, now, random)? {
+                    Authorisation::Granted(c) => Some(c),
+                    Authorisation::Refused(c) => Some(*c),
+                    Authorisation::Gone => None,
+                },
+            );
+        }
+        (Decided::Denied, Some(DenialReason::HolderDenied)) => {}
+        _ => return Ok(None),
+    }
     // One read when the consent already moved; a compare-and-swap only when it did not.
     // The consent as it stands rides in the error of a change not made (boxed: it is large).
     let moved = record::update::<Consent, Option<Box<Consent>>>(
@@ -226,10 +309,25 @@ pub fn follow_decision(
                 return Err(None);
             };
             let standing = current.data.at(now);
-            if standing.status != Status::AwaitingAuthorisation {
+            // A consent authorised by this very request, which then ended denied (its
+            // approval lost the request's own race to the holder's denial), granted nothing:
+            // the holder's refusal stands for it too.
+            let ours = standing.authorised_for(reference, now);
+            if standing.status != Status::AwaitingAuthorisation && !ours {
                 return Err(Some(Box::new(standing)));
             }
-            change(&current.data, now)
+            let rejected = if ours {
+                standing.revoke(now).map(|c| Consent {
+                    rejection: c.rejection.map(|r| Rejection {
+                        code: RejectionCode::CustomerManuallyRejected,
+                        ..r
+                    }),
+                    ..c
+                })
+            } else {
+                current.data.reject_by_holder(now)
+            };
+            rejected
                 .map(|next| (next, current.exp))
                 .map_err(|_| Some(Box::new(standing)))
         },
@@ -256,6 +354,7 @@ mod tests {
             status: Status::AwaitingAuthorisation,
             status_updated: 1000,
             rejection: None,
+            authorised_by: None,
         }
     }
 
@@ -295,5 +394,130 @@ mod tests {
             authorised.at(10_000).rejection.unwrap().code,
             RejectionCode::ConsentMaxDateReached
         );
+    }
+
+    /// A store that, like Spin 4.1's Redis store, reports every compare-and-swap as failed,
+    /// even the ones it wrote.
+    struct FailedSwaps(crate::store::memory::MemoryStore);
+
+    impl crate::store::KeyValue for FailedSwaps {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+            self.0.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8]) -> Result<(), crate::store::StoreError> {
+            self.0.set(key, value)
+        }
+        fn delete(&self, key: &str) -> Result<(), crate::store::StoreError> {
+            self.0.delete(key)
+        }
+        fn compare_and_swap(
+            &self,
+            key: &str,
+            expected: Option<&[u8]>,
+            new: &[u8],
+        ) -> Result<crate::store::Swap, crate::store::StoreError> {
+            self.0.compare_and_swap(key, expected, new)?;
+            Ok(crate::store::Swap::Conflict)
+        }
+        fn read_and_swap(
+            &self,
+            key: &str,
+            next: &mut crate::store::NextValue<'_>,
+        ) -> Result<Option<crate::store::Swap>, crate::store::StoreError> {
+            self.0.read_and_swap(key, next)
+        }
+        fn increment(&self, key: &str, delta: i64) -> Result<i64, crate::store::StoreError> {
+            self.0.increment(key, delta)
+        }
+        fn list_keys(
+            &self,
+            cursor: Option<&str>,
+        ) -> Result<crate::store::KeyPage, crate::store::StoreError> {
+            self.0.list_keys(cursor)
+        }
+    }
+
+    fn stored(store: &dyn crate::store::KeyValue) -> Consent {
+        let random = crate::clock::CountingRandom::default();
+        crate::store::record::put(
+            store,
+            &crate::store::keys::consent("urn:ofbciba:1"),
+            &consent(),
+            100_000,
+            &random,
+        )
+        .unwrap();
+        consent()
+    }
+
+    #[test]
+    fn ad_5_cons_1_only_one_request_authorises_a_consent_even_when_swaps_report_failure() {
+        let random = crate::clock::CountingRandom::default();
+        for failing in [false, true] {
+            let memory = crate::store::memory::MemoryStore::new();
+            let lying = FailedSwaps(crate::store::memory::MemoryStore::new());
+            let store: &dyn crate::store::KeyValue = if failing { &lying } else { &memory };
+            stored(store);
+            let first = authorise_for(store, "urn:ofbciba:1", "ref-a", 2000, &random).unwrap();
+            let Authorisation::Granted(c) = first else {
+                panic!("the first approval is refused: {first:?}");
+            };
+            assert_eq!(
+                (c.status, c.authorised_by.as_deref()),
+                (Status::Authorised, Some("ref-a"))
+            );
+            assert!(c.authorised_for("ref-a", 2000));
+            assert!(!c.authorised_for("ref-b", 2000));
+            // The same request again (a retry) is still its own; another request is refused
+            // with the consent as it stands.
+            assert!(matches!(
+                authorise_for(store, "urn:ofbciba:1", "ref-a", 2001, &random).unwrap(),
+                Authorisation::Granted(_)
+            ));
+            match authorise_for(store, "urn:ofbciba:1", "ref-b", 2001, &random).unwrap() {
+                Authorisation::Refused(c) => {
+                    assert_eq!(c.authorised_by.as_deref(), Some("ref-a"))
+                }
+                other => panic!("a second request authorised the consent: {other:?}"),
+            }
+            assert_eq!(
+                authorise_for(store, "urn:ofbciba:2", "ref-a", 2001, &random).unwrap(),
+                Authorisation::Gone
+            );
+        }
+    }
+
+    #[test]
+    fn cons_1_a_rejected_consent_is_authorised_by_no_request() {
+        let random = crate::clock::CountingRandom::default();
+        let store = crate::store::memory::MemoryStore::new();
+        let c = stored(&store);
+        let key = crate::store::keys::consent("urn:ofbciba:1");
+        let current = crate::store::record::get::<Consent>(&store, &key, 2000)
+            .unwrap()
+            .unwrap();
+        let revoked = c.revoke(2000).unwrap();
+        crate::store::record::replace(&store, &key, &current, &revoked, 100_000, &random).unwrap();
+        match authorise_for(&store, "urn:ofbciba:1", "ref-a", 2001, &random).unwrap() {
+            Authorisation::Refused(c) => assert_eq!(
+                c.rejection.map(|r| r.code),
+                Some(RejectionCode::CustomerManuallyRejected)
+            ),
+            other => panic!("a rejected consent was authorised: {other:?}"),
+        }
+        // Its window passed: refused as expired, never authorised.
+        let late = crate::store::memory::MemoryStore::new();
+        stored(&late);
+        assert!(matches!(
+            authorise_for(
+                &late,
+                "urn:ofbciba:1",
+                "ref-a",
+                1000 + AUTHORISATION_WINDOW,
+                &random
+            )
+            .unwrap(),
+            Authorisation::Refused(_)
+        ));
     }
 }

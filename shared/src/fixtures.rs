@@ -35,6 +35,26 @@ pub fn keys() -> &'static Keys {
     })
 }
 
+/// A certificate as the TLS-terminating proxy forwards it (URL-encoded PEM), and its
+/// `x5t#S256`.
+pub fn certificate(subject: &str) -> (String, String) {
+    use base64::Engine;
+    let key = devkeys::rsa_key(2048).unwrap();
+    let der = devkeys::self_signed_certificate(&key, subject, 30).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+    let pem = format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n");
+    (
+        percent_encoding::utf8_percent_encode(&pem, percent_encoding::NON_ALPHANUMERIC).to_string(),
+        crate::jose::x5t_s256(&der),
+    )
+}
+
+/// The bank backend's certificate on the device API (`device_api_certificates`).
+pub fn device_certificate() -> &'static (String, String) {
+    static CERT: OnceLock<(String, String)> = OnceLock::new();
+    CERT.get_or_init(|| certificate("CN=bank-backend,O=Bank,C=BR"))
+}
+
 /// A client registration that passes every check.
 pub fn client(id: &str) -> Value {
     json!({
@@ -66,6 +86,10 @@ pub fn variables() -> HashMap<&'static str, String> {
         ),
         (var::DEVICE_API_TOKEN, "d".repeat(43)),
         (var::CLIENT_CERT_HEADER, "x-ssl-client-cert".to_string()),
+        (
+            var::DEVICE_API_CERTIFICATES,
+            json!([device_certificate().1]).to_string(),
+        ),
         (var::ACCESS_TOKEN_TTL, "900".to_string()),
         (var::AUTH_REQ_TTL, "300".to_string()),
         (var::POLL_INTERVAL, "5".to_string()),

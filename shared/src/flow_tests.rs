@@ -338,3 +338,107 @@ fn hint_2_bca_16_a_holder_who_does_not_act_for_the_business_entity_answers_as_an
     );
     assert_eq!(answers[1].detail, None);
 }
+
+/// AD-5, CONS-1: two requests on one consent: the first approval moves the consent to
+/// AUTHORISED for its request; the second is denied (403, the consent's real state), and only
+/// the first is redeemed.
+#[test]
+fn ad_5_cons_1_one_consent_one_grant() {
+    let f = Flow::new();
+    let consent_id = f.lodge();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let ack = f.bc_authorize(&f.request_object(&consent_id, json!({})));
+        assert_eq!(ack.status, 200, "{}", String::from_utf8_lossy(&ack.body));
+        ids.push(json_of(&ack)["auth_req_id"].as_str().unwrap().to_string());
+    }
+    let approve = |id: &str| {
+        f.device(
+            Method::Post,
+            &format!("/requests/{id}/approve"),
+            json!({ "acr": "urn:brasil:openbanking:loa2" }),
+        )
+    };
+    let first = approve(&ids[1]);
+    assert_eq!(
+        first.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    assert_eq!(json_of(&first)["consent_status"], json!("AUTHORISED"));
+    let before = f.store.len();
+    let second = approve(&ids[0]);
+    assert_eq!(second.status, 403);
+    assert_eq!(json_of(&second)["error"], json!("access_denied"));
+    assert!(
+        json_of(&second)["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("another request")
+    );
+    assert_eq!(
+        f.store.len(),
+        before,
+        "only the refused request's record moved"
+    );
+    let view = f.device(Method::Get, &format!("/requests/{}", ids[0]), json!({}));
+    assert_eq!(json_of(&view)["status"], json!("DENIED"));
+    assert_eq!(json_of(&f.poll(&ids[0]))["error"], json!("access_denied"));
+    assert_eq!(f.poll(&ids[1]).status, 200);
+    // Approving the winner again is "already decided", never a second grant.
+    assert_eq!(approve(&ids[1]).status, 409);
+}
+
+/// AD-4, AD-6: an approval that moved the consent and then lost the request's own race to
+/// the holder's denial granted nothing: the denial rejects the consent it authorised.
+#[test]
+fn ad_6_a_denial_that_wins_after_the_consent_moved_rejects_it() {
+    let f = Flow::new();
+    let consent_id = f.lodge();
+    let ack = f.bc_authorize(&f.request_object(&consent_id, json!({})));
+    let id = json_of(&ack)["auth_req_id"].as_str().unwrap().to_string();
+    let reference = crate::auth_req::AuthReqId::parse(&id).unwrap().reference();
+    // The approval's first write, then the denial.
+    let moved = f.with_deps(|deps| {
+        crate::consent::authorise_for(
+            deps.store,
+            &consent_id,
+            &reference,
+            deps.clock.now(),
+            deps.random,
+        )
+    });
+    assert!(matches!(
+        moved,
+        Ok(crate::consent::Authorisation::Granted(_))
+    ));
+    let denied = f.device(Method::Post, &format!("/requests/{id}/deny"), json!({}));
+    assert_eq!(
+        denied.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&denied.body)
+    );
+    let consent = f.with_deps(|deps| {
+        crate::store::record::get::<crate::consent::Consent>(
+            deps.store,
+            &crate::store::keys::consent(&consent_id),
+            deps.clock.now(),
+        )
+    });
+    let consent = consent.unwrap().unwrap().data;
+    assert_eq!(consent.status, crate::consent::Status::Rejected);
+    assert_eq!(
+        consent.rejection.map(|r| r.code),
+        Some(crate::consent::RejectionCode::CustomerManuallyRejected)
+    );
+    // The approval's second write now loses: 409, and no grant.
+    let late = f.device(
+        Method::Post,
+        &format!("/requests/{id}/approve"),
+        json!({ "acr": "urn:brasil:openbanking:loa2" }),
+    );
+    assert_eq!(late.status, 409);
+    assert_eq!(json_of(&f.poll(&id))["error"], json!("access_denied"));
+}

@@ -15,7 +15,7 @@ use crate::error::ProtocolError;
 use crate::jose::jws::{JwsError, verify_ps256};
 use crate::jose::keys::KeySet;
 use crate::jose::{b64url, b64url_decode};
-use crate::store::{KeyValue, StoreError, keys, record};
+use crate::store::{KeyValue, StoreError, Swap, first_use, keys, record, release, was_used};
 use crate::users::User;
 
 /// `at_hash` (OIDC 3.1.3.6, FAPI1-A 8.3.4): the left half of SHA-256 of the access token.
@@ -146,8 +146,17 @@ pub fn cancel_jti(
     )
 }
 
-/// BR-CIBA 5.2.2-20: cancels every id_token of `sub` issued before `not_before`. A later
-/// call can only move the time forward: a cancellation is never undone.
+/// BR-CIBA 5.2.2-20: cancels every id_token of `sub` issued before `not_before`, and returns
+/// the "not before" in force. A later call can only move the time forward, however calls
+/// race: a cancellation is never undone.
+///
+/// Every change is a compare-and-swap over the record as read, except the first: Spin's
+/// SQLite store turns a swap into an absent key into an upsert, so two first cancellations
+/// racing would both write, the later possibly lowering the time. So only one caller may write
+/// into the absent key: the one that takes the holder's first-write right
+/// ([`first_write_right`]); the others wait for its record (a few re-reads, briefly paused)
+/// and then raise it by compare-and-swap. A caller that cannot take the right nor see the
+/// record gives up with a store error (the device retries).
 pub fn cancel_before(
     store: &dyn KeyValue,
     sub: &str,
@@ -155,23 +164,85 @@ pub fn cancel_before(
     now: UnixTime,
     random: &dyn Random,
 ) -> Result<UnixTime, StoreError> {
-    let updated = record::update::<NotBefore, std::convert::Infallible>(
-        store,
-        &keys::id_token_not_before(sub),
-        now,
-        random,
-        |current| {
-            let not_before = current.map_or(not_before, |c| c.data.not_before.max(not_before));
-            Ok((
-                NotBefore { not_before },
-                not_before.max(now) + LONGEST_LIFETIME + SKEW,
-            ))
-        },
-    )?;
-    match updated {
-        Ok(n) => Ok(n.not_before),
-        Err(never) => match never {},
+    let key = keys::id_token_not_before(sub);
+    let out_of_range = || StoreError("not_before is out of range".into());
+    let mut first_writer = false;
+    for attempt in 0..FIRST_WRITE_WAITS {
+        let raw = store.get(&key)?;
+        if raw.is_none() && !first_writer {
+            first_writer = first_write_right(store, sub, now)?;
+            if !first_writer {
+                pause(attempt);
+                continue;
+            }
+        }
+        let current = raw
+            .clone()
+            .and_then(|r| record::decode::<NotBefore>(r, now))
+            .map(|c| c.data.not_before);
+        if let Some(current) = current
+            && current >= not_before
+        {
+            return Ok(current);
+        }
+        // Kept while an id_token issued before it can still be valid.
+        let keep_until = not_before
+            .max(now)
+            .checked_add(LONGEST_LIFETIME + SKEW)
+            .ok_or_else(out_of_range)?;
+        match record::swap(
+            store,
+            &key,
+            raw.as_deref(),
+            &NotBefore { not_before },
+            keep_until,
+            random,
+        )? {
+            Swap::Swapped => return Ok(not_before),
+            // Changed since read (or a store that reports written swaps as failed): read again.
+            Swap::Conflict => continue,
+        }
     }
+    Err(StoreError(
+        "the holder's not-before could not be written: retry".into(),
+    ))
+}
+
+/// How many times [`cancel_before`] reads the record before it gives up.
+const FIRST_WRITE_WAITS: u32 = 40;
+
+/// The time buckets of the first-write right: seconds.
+const FIRST_WRITE_BUCKET: UnixTime = 30;
+
+/// Whether this caller may write a holder's first "not before" into the absent key: it
+/// takes the counter of its time bucket first ([`first_use`]), and then finds the previous
+/// bucket's untaken, so that of two callers on either side of a bucket's end only one writes.
+/// A writer that died before writing holds the right for two buckets at most: the next
+/// bucket's callers see it taken and give theirs back, the one after that's find theirs free.
+fn first_write_right(store: &dyn KeyValue, sub: &str, now: UnixTime) -> Result<bool, StoreError> {
+    let bucket = now.div_euclid(FIRST_WRITE_BUCKET);
+    let own = keys::id_token_not_before_first(sub, bucket);
+    let forget_after = (bucket + 2) * FIRST_WRITE_BUCKET;
+    if !first_use(store, &own, forget_after)? {
+        return Ok(false);
+    }
+    match was_used(store, &keys::id_token_not_before_first(sub, bucket - 1)) {
+        Ok(false) => Ok(true),
+        Ok(true) => {
+            release(store, &own, forget_after)?;
+            Ok(false)
+        }
+        Err(e) => {
+            let _ = release(store, &own, forget_after);
+            Err(e)
+        }
+    }
+}
+
+/// A short wait for another caller's first write: 2 ms, growing to 50 ms.
+fn pause(attempt: u32) {
+    let ms = (2 * u64::from(attempt) + 2).min(50);
+    std::thread::sleep(std::time::Duration::from_millis(ms));
 }
 
 /// HINT-10: whether the holder institution cancelled this id_token, by its `jti` or by a
@@ -282,4 +353,126 @@ pub fn verify_hint(
         jti: verified.str("jti").map(str::to_string),
         iat: verified.iat,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::CountingRandom;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{KeyPage, NextValue};
+
+    /// Spin's SQLite store: a swap into a key that was absent is an unconditional upsert.
+    #[derive(Default)]
+    struct Upserting(MemoryStore);
+
+    impl KeyValue for Upserting {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.0.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+            self.0.set(key, value)
+        }
+        fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.0.delete(key)
+        }
+        fn compare_and_swap(
+            &self,
+            key: &str,
+            expected: Option<&[u8]>,
+            new: &[u8],
+        ) -> Result<Swap, StoreError> {
+            match expected {
+                None => {
+                    // The gap between Spin's read and its upsert, where another writer lands.
+                    std::thread::yield_now();
+                    self.0.set(key, new).map(|()| Swap::Swapped)
+                }
+                Some(_) => self.0.compare_and_swap(key, expected, new),
+            }
+        }
+        fn read_and_swap(
+            &self,
+            key: &str,
+            next: &mut NextValue<'_>,
+        ) -> Result<Option<Swap>, StoreError> {
+            self.0.read_and_swap(key, next)
+        }
+        fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+            self.0.increment(key, delta)
+        }
+        fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, StoreError> {
+            self.0.list_keys(cursor)
+        }
+    }
+
+    const NOW: UnixTime = 1_800_000_000;
+
+    fn in_force(store: &dyn KeyValue) -> UnixTime {
+        record::get::<NotBefore>(store, &keys::id_token_not_before("h"), NOW)
+            .unwrap()
+            .unwrap()
+            .data
+            .not_before
+    }
+
+    #[test]
+    fn hint_10_a_not_before_only_rises() {
+        let store = MemoryStore::new();
+        let random = CountingRandom::default();
+        assert_eq!(
+            cancel_before(&store, "h", NOW - 10, NOW, &random),
+            Ok(NOW - 10)
+        );
+        assert_eq!(
+            cancel_before(&store, "h", NOW - 50, NOW, &random),
+            Ok(NOW - 10)
+        );
+        assert_eq!(
+            cancel_before(&store, "h", NOW + 5, NOW, &random),
+            Ok(NOW + 5)
+        );
+        assert_eq!(in_force(&store), NOW + 5);
+    }
+
+    #[test]
+    fn hint_10_two_first_cancellations_racing_on_an_upserting_store_keep_the_higher() {
+        for trial in 0..100 {
+            let store = Upserting::default();
+            let random = CountingRandom::default();
+            let barrier = std::sync::Barrier::new(2);
+            let (low, high) = (NOW - 1000, NOW - 10);
+            let order = if trial % 2 == 0 {
+                [low, high]
+            } else {
+                [high, low]
+            };
+            std::thread::scope(|s| {
+                for value in order {
+                    let (store, random, barrier) = (&store, &random, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        cancel_before(store, "h", value, NOW, random).unwrap();
+                    });
+                }
+            });
+            assert_eq!(in_force(&store), high, "trial {trial}");
+        }
+    }
+
+    #[test]
+    fn hint_10_the_first_write_right_is_one_caller_s_and_comes_back_after_two_buckets() {
+        let store = MemoryStore::new();
+        assert_eq!(first_write_right(&store, "h", NOW), Ok(true));
+        assert_eq!(first_write_right(&store, "h", NOW), Ok(false));
+        // Across a bucket's end, the previous bucket's holder keeps it.
+        let next = NOW + FIRST_WRITE_BUCKET;
+        assert_eq!(first_write_right(&store, "h", next), Ok(false));
+        // A writer that died: two buckets on, the right is free again.
+        assert_eq!(
+            first_write_right(&store, "h", NOW + 2 * FIRST_WRITE_BUCKET),
+            Ok(true)
+        );
+        assert_eq!(first_write_right(&store, "other", NOW), Ok(true));
+    }
 }

@@ -113,6 +113,7 @@ fn consent() -> Consent {
         status: consent::Status::AwaitingAuthorisation,
         status_updated: NOW,
         rejection: None,
+        authorised_by: None,
     }
 }
 

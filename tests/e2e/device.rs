@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use serde_json::json;
 
-use e2e::ciba::{Ciba, DEVICE_TOKEN, HOLDER_1_CPF, LOA2, text};
+use e2e::ciba::{CERT_HEADER, Ciba, DEVICE_TOKEN, HOLDER_1_CPF, LOA2, text};
 
 fn ciba() -> &'static Ciba {
     static CIBA: OnceLock<Ciba> = OnceLock::new();
@@ -19,7 +19,10 @@ fn ad_2_the_device_token_is_required_and_compared_whole() {
         c.server.send(
             "GET",
             "/device/requests?subject=holder-1",
-            &[("authorization", &format!("Bearer {token}"))],
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                (CERT_HEADER, e2e::device_certificate().0.as_str()),
+            ],
             b"",
         )
     };
@@ -86,6 +89,7 @@ fn ad_4_unknown_requests_routes_and_bad_bodies() {
         &format!("/device{path}"),
         &[
             ("authorization", &format!("Bearer {DEVICE_TOKEN}")),
+            (CERT_HEADER, e2e::device_certificate().0.as_str()),
             ("content-type", "text/plain"),
         ],
         b"acr=loa2",
@@ -170,5 +174,117 @@ fn ad_4_concurrent_approve_and_deny_one_decision_wins() {
             "DENIED" => assert_eq!(poll.json()["error"], json!("access_denied")),
             other => panic!("{other}"),
         }
+    }
+}
+
+/// A device API call with the right token and `cert` (none: no certificate header).
+fn with_certificate(c: &Ciba, method: &str, path: &str, cert: Option<&str>) -> e2e::Response {
+    let auth = format!("Bearer {DEVICE_TOKEN}");
+    let mut headers = vec![
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    if let Some(cert) = cert {
+        headers.push((CERT_HEADER, cert));
+    }
+    let body = if method == "POST" {
+        json!({ "acr": LOA2, "amr": ["pwd"] }).to_string()
+    } else {
+        String::new()
+    };
+    c.server
+        .send(method, &format!("/device{path}"), &headers, body.as_bytes())
+}
+
+/// Issue 16 item 11 (design.md, The device API): with mTLS on, the right device token without
+/// the bank backend's listed certificate is 401 and changes nothing; the listed one works.
+#[test]
+fn ad_2_with_mtls_on_the_device_token_alone_approves_nothing() {
+    // A server of its own: the test counts the store's rows.
+    let c = &Ciba::new("device-mtls");
+    let consent_id = c.lodge("tpp-1", HOLDER_1_CPF, None);
+    let id = c.start_with_login_hint("tpp-1", &consent_id);
+    let rows = c.server.store_rows();
+    let other = e2e::certificate_header("CN=someone-else,O=Elsewhere,C=BR");
+    let approve = format!("/requests/{id}/approve");
+    for (what, cert) in [
+        ("no certificate", None),
+        ("another certificate", Some(other.as_str())),
+        ("a client's certificate", Some(c.cert.as_str())),
+        ("not a certificate", Some("garbage")),
+    ] {
+        for (method, path) in [
+            ("POST", approve.as_str()),
+            ("GET", "/requests?subject=holder-1"),
+            ("GET", "/holders"),
+        ] {
+            let response = with_certificate(c, method, path, cert);
+            assert_eq!(response.status, 401, "{what} {path}: {}", text(&response));
+            assert_eq!(response.json()["error"], json!("invalid_token"));
+        }
+    }
+    assert_eq!(
+        c.server.store_rows(),
+        rows,
+        "a refused call wrote something"
+    );
+    let view = c.device("GET", &format!("/requests/{id}"), None);
+    assert_eq!(view.json()["status"], json!("PENDING"));
+    assert_eq!(
+        c.poll("tpp-1", &id).json()["error"],
+        json!("authorization_pending")
+    );
+    let listed = with_certificate(c, "POST", &approve, Some(&e2e::device_certificate().0));
+    assert_eq!(listed.status, 200, "{}", text(&listed));
+    assert_eq!(c.poll("tpp-1", &id).status, 200);
+}
+
+/// The token alone stays for sandboxes: without mTLS no certificate is asked for, and
+/// `device_api_certificates` may be left unset.
+#[test]
+fn ad_2_without_mtls_the_device_token_alone_works_for_sandboxes() {
+    let mut vars = e2e::ciba::ciba_variables();
+    vars.remove("client_cert_header");
+    vars.remove("device_api_certificates");
+    let c = Ciba::with(e2e::Server::bundle(vars));
+    let consent_id = c.lodge("tpp-1", HOLDER_1_CPF, None);
+    let id = c.start_with_login_hint("tpp-1", &consent_id);
+    let approved = with_certificate(&c, "POST", &format!("/requests/{id}/approve"), None);
+    assert_eq!(approved.status, 200, "{}", text(&approved));
+    assert_eq!(c.poll("tpp-1", &id).status, 200);
+}
+
+/// With mTLS on, `device_api_certificates` missing, empty or not a list of thumbprints is a
+/// configuration error naming it: the device API answers 500 and approves nothing.
+#[test]
+fn ad_2_with_mtls_on_device_api_certificates_is_required_and_named_when_bad() {
+    for (value, problem) in [
+        (None, "is required while client_cert_header is set"),
+        (Some("[]"), "must list at least one thumbprint"),
+        (
+            Some(r#"["not-a-thumbprint"]"#),
+            "must be a JSON array of x5t#S256 thumbprints",
+        ),
+    ] {
+        let mut vars = e2e::ciba::ciba_variables();
+        match value {
+            Some(v) => vars.insert("device_api_certificates", v.to_string()),
+            None => vars.remove("device_api_certificates"),
+        };
+        let c = Ciba::with(e2e::Server::bundle(vars));
+        let response = c.device("GET", "/holders", None);
+        assert_eq!(response.status, 500, "{value:?}: {}", text(&response));
+        let log = c.server.log_text();
+        assert!(
+            log.contains(&format!(
+                "configuration variable `device_api_certificates`: {problem}"
+            )),
+            "{value:?}: {log}"
+        );
+        // The other endpoints do not read it.
+        assert_eq!(
+            c.server.get("/.well-known/openid-configuration").status,
+            200
+        );
     }
 }

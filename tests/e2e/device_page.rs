@@ -19,7 +19,9 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use sha2::Digest;
 
-use e2e::ciba::{AS_GENERATED, Ciba, DEVICE_TOKEN, HOLDER_1_CPF, LOA3, ciba_variables, text};
+use e2e::ciba::{
+    AS_GENERATED, CERT_HEADER, Ciba, DEVICE_TOKEN, HOLDER_1_CPF, LOA3, ciba_variables, text,
+};
 use e2e::{Server, root, temp_dir};
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
@@ -41,19 +43,39 @@ fn page_on() -> &'static Ciba {
     })
 }
 
+/// The page on a sandbox without mTLS: a browser cannot present the bank backend's
+/// certificate, so with mTLS on the page works only behind a proxy that forwards one (README,
+/// The device API).
+fn page_on_sandbox() -> &'static Ciba {
+    static CIBA: OnceLock<Ciba> = OnceLock::new();
+    CIBA.get_or_init(|| {
+        let mut vars = ciba_variables();
+        vars.insert("device_page", "on".to_string());
+        vars.remove("client_cert_header");
+        vars.remove("device_api_certificates");
+        Ciba::with(Server::bundle(vars))
+    })
+}
+
 #[test]
 fn device_page_is_off_unless_turned_on() {
     // The default configuration: the page's paths are unknown device API calls, as before.
     let server = crate::server();
     let auth = format!("Bearer {DEVICE_TOKEN}");
+    let device_cert = (CERT_HEADER, e2e::device_certificate().0.as_str());
     for (path, _) in FILES {
         let anonymous = server.get(path);
         assert_eq!(anonymous.status, 401, "{path}: the device token first");
-        let response = server.send("GET", path, &[("authorization", &auth)], b"");
+        let response = server.send("GET", path, &[("authorization", &auth), device_cert], b"");
         assert_eq!(response.status, 404, "{path}: {}", text(&response));
         assert_eq!(response.header("content-security-policy"), None);
     }
-    let bare = server.send("GET", "/device", &[("authorization", &auth)], b"");
+    let bare = server.send(
+        "GET",
+        "/device",
+        &[("authorization", &auth), device_cert],
+        b"",
+    );
     assert_eq!(bare.status, 404);
 }
 
@@ -123,7 +145,10 @@ fn device_holders_needs_the_device_token() {
     let off = crate::server().send(
         "GET",
         "/device/holders",
-        &[("authorization", &format!("Bearer {DEVICE_TOKEN}"))],
+        &[
+            ("authorization", &format!("Bearer {DEVICE_TOKEN}")),
+            (CERT_HEADER, e2e::device_certificate().0.as_str()),
+        ],
         b"",
     );
     assert_eq!(off.status, 200, "{}", text(&off));
@@ -336,7 +361,8 @@ fn jwt_claims(jwt: &str) -> Value {
 fn ad_3_ad_6_the_device_page_approves_and_denies_in_chromium() {
     // The browser first: without it, fail at once with how to install it.
     let driver = Driver::start();
-    let c = page_on();
+    // A browser presents no bank certificate: the page runs on a sandbox without mTLS.
+    let c = page_on_sandbox();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

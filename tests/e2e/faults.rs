@@ -8,7 +8,8 @@
 //! - an `auth_req_id` whose poll says "already used" was answered with its tokens, and a poll
 //!   that failed can be retried until it gets them (TOK-10);
 //! - a decision is applied whole: an approved request has an authorised consent, a denied one
-//!   a rejected consent, and an authorised consent has an approved request (AD-4/5/6);
+//!   a rejected consent, and an authorised consent has an approved request (AD-4/5/6); one
+//!   consent gives one grant, even with a second request on it (AD-5, CONS-1);
 //! - a single-use input (an AD-generated hint id, a QR code) is not used up by a request that
 //!   failed (HINT-13/15), and a retry with fresh client assertions succeeds;
 //! - at rest, the store holds no consent authorised without its approved request and no
@@ -59,6 +60,8 @@ struct Given {
     qr: Option<String>,
     access_token: Option<String>,
     refresh_token: Option<String>,
+    /// A second pending request on the same consent (AD-5, CONS-1: one consent, one grant).
+    other_id: Option<String>,
 }
 
 impl Given {
@@ -376,6 +379,15 @@ fn with_pending(c: &Ciba) -> Given {
     }
 }
 
+fn with_two_pending(c: &Ciba) -> Given {
+    let given = with_pending(c);
+    let other = c.start_with_login_hint("tpp-1", given.consent());
+    Given {
+        other_id: Some(other),
+        ..given
+    }
+}
+
 fn with_awaiting_claim(c: &Ciba) -> Given {
     let given = with_consent(c);
     let response = c.bc_authorize("tpp-1", &as_generated_request(c, given.consent()));
@@ -613,6 +625,41 @@ fn check_approve(c: &Ciba, given: &Given, answer: &Response, then: Then) -> Vec<
     found
 }
 
+/// After a fault in the approval of the first request, the holder approves the second request
+/// on the same consent, and the device then retries the first: whichever call failed, exactly
+/// one of the two is granted (its tokens work), the other's poll gets `access_denied`, and the
+/// consent reads `AUTHORISED`.
+fn check_approve_one_of_two(c: &Ciba, given: &Given, _: &Response, _: Then) -> Vec<String> {
+    let mut found = Vec::new();
+    let (first, other) = (given.id(), given.other_id.as_deref().unwrap());
+    for (what, id) in [("the second request", other), ("the first again", first)] {
+        let answer = c.approve(id, LOA2);
+        expect(&mut found, matches!(answer.status, 200 | 403 | 409), || {
+            format!("approving {what}: {}", text(&answer))
+        });
+    }
+    let mut granted = 0;
+    for id in [first, other] {
+        let poll = c.poll("tpp-1", id);
+        if poll.status == 200 {
+            granted += 1;
+            tokens_work(c, id, &poll.json(), &mut found);
+        } else {
+            expect(&mut found, error_of(&poll) == "access_denied", || {
+                format!("the poll of the request not granted: {}", text(&poll))
+            });
+        }
+    }
+    expect(&mut found, granted == 1, || {
+        format!("{granted} requests on one consent were granted")
+    });
+    let consent = consent_status(c, given.consent());
+    expect(&mut found, consent == "AUTHORISED", || {
+        format!("after the grant the consent reads {consent}")
+    });
+    found
+}
+
 fn check_deny(c: &Ciba, given: &Given, answer: &Response, then: Then) -> Vec<String> {
     let mut found = Vec::new();
     let id = given.id();
@@ -825,6 +872,14 @@ fn steps() -> Vec<Step> {
             thens: BOTH,
         },
         Step {
+            name: "device: approve, two requests on the consent",
+            setup: with_two_pending,
+            run: |c, g| c.approve(g.id(), LOA2),
+            ok: 200,
+            check: check_approve_one_of_two,
+            thens: RETRY,
+        },
+        Step {
             name: "device: deny",
             setup: with_pending,
             run: |c, g| c.deny(g.id()),
@@ -955,6 +1010,7 @@ fn scan(db: &PathBuf) -> Vec<String> {
     }
     let mut found = Vec::new();
     let mut granted: HashSet<&str> = HashSet::new();
+    let mut grants: HashMap<&str, usize> = HashMap::new();
     for r in &requests {
         let consent_id = r["consent_id"].as_str().unwrap();
         let consent = consents
@@ -964,6 +1020,7 @@ fn scan(db: &PathBuf) -> Vec<String> {
         match r["status"].as_str().unwrap() {
             "APPROVED" | "CONSUMED" => {
                 granted.insert(consent_id);
+                *grants.entry(consent_id).or_default() += 1;
                 if consent != "AUTHORISED" {
                     found.push(format!(
                         "at rest: a request reads {} and its consent {consent}",
@@ -978,6 +1035,9 @@ fn scan(db: &PathBuf) -> Vec<String> {
             }
             _ => {}
         }
+    }
+    if grants.values().any(|n| *n > 1) {
+        found.push("at rest: two requests granted on one consent".into());
     }
     for (id, consent) in &consents {
         if consent["status"] == json!("AUTHORISED") && !granted.contains(id.as_str()) {
@@ -1061,11 +1121,18 @@ fn faults_tok_6_pending_poll() {
     every_call_fails_cleanly("token: pending poll");
 }
 
-/// AD-4/5: an approval stopped between the request's write and the consent's is completed by
-/// the device's retry or the client's poll.
+/// AD-4/5: an approval stopped between the consent's move and the request's write is
+/// completed by the device's retry (the client's poll meanwhile says pending).
 #[test]
 fn faults_ad_5_approve() {
     every_call_fails_cleanly("device: approve");
+}
+
+/// AD-5, CONS-1: the same with a second request on the consent, which the continuation then
+/// approves: whichever call failed, one consent gives one grant.
+#[test]
+fn faults_ad_5_cons_1_approve_one_of_two_requests() {
+    every_call_fails_cleanly("device: approve, two requests on the consent");
 }
 
 /// AD-4/6: likewise for a denial.

@@ -99,6 +99,7 @@ fn a_body_over_64_kib_is_413_at_every_endpoint_that_reads_one() {
             vec![
                 ("content-type", "application/json"),
                 ("authorization", &device),
+                (CERT_HEADER, e2e::device_certificate().0.as_str()),
             ],
         ),
         (
@@ -320,7 +321,10 @@ fn more_than_64_form_parameters_are_400_invalid_request() {
     let response = server.send(
         "GET",
         &format!("/device/requests?subject=holder-1&{}", parameters(64)),
-        &[("authorization", &device)],
+        &[
+            ("authorization", &device),
+            (CERT_HEADER, e2e::device_certificate().0.as_str()),
+        ],
         b"",
     );
     assert_oauth_error(&response, 400, "invalid_request");

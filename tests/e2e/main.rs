@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bc_authorize;
+mod cancellations;
 mod ciba_grant;
 mod configuration;
 mod consents;
@@ -17,6 +18,7 @@ mod host;
 mod jwks;
 mod lifecycle;
 mod limits;
+mod one_grant;
 mod rate_limits;
 mod review;
 mod secrets;

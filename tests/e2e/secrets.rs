@@ -688,6 +688,7 @@ fn secrets_never_reach_a_log_line_or_an_error_body() {
             path,
             &[
                 ("authorization", &device_auth),
+                (CERT_HEADER, e2e::device_certificate().0.as_str()),
                 ("content-type", "application/json"),
             ],
             body.as_bytes(),

@@ -32,6 +32,10 @@ fn registrations(c: &Ciba) -> Bench {
         subject: "holder-1".into(),
         cpf: HOLDER_1_CPF.into(),
         device_token: DEVICE_TOKEN.into(),
+        device_cert: Some((
+            HeaderName::from_static(CERT_HEADER),
+            e2e::device_certificate().0.clone(),
+        )),
         issuer: String::new(),
         token_endpoint: String::new(),
         concurrency: 1,

@@ -265,10 +265,14 @@ impl Ciba {
         self.post(client_id, "/token", &body)
     }
 
-    /// A device API call with the device token.
+    /// A device API call with the device token and the bank backend's certificate (mTLS is
+    /// on in [`ciba_variables`]).
     pub fn device(&self, method: &str, path: &str, body: Option<&Value>) -> Response {
         let auth = format!("Bearer {DEVICE_TOKEN}");
-        let mut headers = vec![("authorization", auth.as_str())];
+        let mut headers = vec![
+            ("authorization", auth.as_str()),
+            (CERT_HEADER, crate::device_certificate().0.as_str()),
+        ];
         if body.is_some() {
             headers.push(("content-type", "application/json"));
         }

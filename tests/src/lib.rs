@@ -144,6 +144,10 @@ pub fn variables() -> HashMap<&'static str, String> {
             "a-device-token-of-at-least-32-characters".to_string(),
         ),
         ("client_cert_header", "x-client-cert".to_string()),
+        (
+            "device_api_certificates",
+            json!([device_certificate().1]).to_string(),
+        ),
     ])
     .into_iter()
     // The abuse limits (BCA-31, consent lodging, client_credentials) lifted for the tests that
@@ -334,6 +338,31 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The bank backend's certificate on the device API, as the proxy forwards it, and its
+/// `x5t#S256` (listed in `device_api_certificates` by [`variables`]).
+pub fn device_certificate() -> &'static (String, String) {
+    static CERT: OnceLock<(String, String)> = OnceLock::new();
+    CERT.get_or_init(|| {
+        let header = certificate_header("CN=bank-backend,O=Bank,C=BR");
+        let thumbprint = thumbprint_of(&header);
+        (header, thumbprint)
+    })
+}
+
+/// The `x5t#S256` of a certificate as the proxy forwards it.
+pub fn thumbprint_of(header: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let pem = percent_encoding::percent_decode_str(header)
+        .decode_utf8()
+        .unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der))
 }
 
 /// A client certificate as the TLS-terminating proxy forwards it: URL-encoded PEM.

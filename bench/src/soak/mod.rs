@@ -46,11 +46,16 @@ pub enum Kind {
     /// (g) `burst` polls of a pending request: `authorization_pending` or `slow_down` only,
     /// and the interval raised only as the answers said (TOK-6/7/12).
     SlowDown,
+    /// (h) Two requests on one consent, approved at once: one grant (AD-5, CONS-1).
+    OneConsentTwoRequests,
+    /// (i) Approvals of one request racing the client's `DELETE` of its consent: the
+    /// approval answers what happened (AD-5, CONS-1).
+    ApproveVsConsentDelete,
 }
 
 impl Kind {
     /// Every scenario, in order.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 9] = [
         Kind::PollAfterApproval,
         Kind::RequestObjectJti,
         Kind::ClientAssertionJti,
@@ -58,6 +63,8 @@ impl Kind {
         Kind::AdGeneratedHint,
         Kind::ApproveVsDeny,
         Kind::SlowDown,
+        Kind::OneConsentTwoRequests,
+        Kind::ApproveVsConsentDelete,
     ];
 
     /// Its name on the command line and in the reports.
@@ -70,6 +77,8 @@ impl Kind {
             Kind::AdGeneratedHint => "ad-generated-hint",
             Kind::ApproveVsDeny => "approve-vs-deny",
             Kind::SlowDown => "slow-down",
+            Kind::OneConsentTwoRequests => "one-consent-two-requests",
+            Kind::ApproveVsConsentDelete => "approve-vs-consent-delete",
         }
     }
 
@@ -96,6 +105,12 @@ impl Kind {
             }
             Kind::SlowDown => {
                 "concurrent polls of a pending request: only authorization_pending or slow_down; a poll after the interval the answers imply is pending"
+            }
+            Kind::OneConsentTwoRequests => {
+                "two requests on one consent, concurrent approvals of both: one 200, the rest 403 access_denied or 409; only the winner's poll gets tokens; the consent is AUTHORISED"
+            }
+            Kind::ApproveVsConsentDelete => {
+                "concurrent approvals of one request and the client's DELETE of its consent: at most one 200, and only if the consent was authorised before it was revoked; no tokens"
             }
         }
     }
@@ -467,14 +482,15 @@ const HELP: &str = "ciba-soak: concurrency soak of the CIBA bundle's exactly-onc
             [--time-limit SECS] [--probe-every K] [--json FILE]
             [--dev-dir DIR] [--client-id ID] [--client-key JWK_FILE]
             [--subject SUB] [--cpf CPF] [--device-token-file FILE]
-            [--cert-header NAME --cert-file PEM]
+            [--cert-header NAME --cert-file PEM [--device-cert-file PEM]]
 
   --base URL            the running server (http:// only), default http://127.0.0.1:3000
   --trials N            trials per scenario (default 100); --burst B racers per trial (default 20)
   --parallel P          trials in flight at once, each on its own B connections (default 4)
   --scenario NAME       run only these (repeatable): poll-after-approval, request-object-jti,
                         client-assertion-jti, qr-login-hint-token, ad-generated-hint,
-                        approve-vs-deny, slow-down
+                        approve-vs-deny, slow-down, one-consent-two-requests,
+                        approve-vs-consent-delete
   --time-limit SECS     start no trial after this long (default 3600); a run cut short is
                         reported INCOMPLETE
   --probe-every K       slow-down: on one trial in K, wait out the interval the answers
@@ -486,6 +502,9 @@ const HELP: &str = "ciba-soak: concurrency soak of the CIBA bundle's exactly-onc
   --cert-header NAME --cert-file PEM
                         send this client certificate (URL-encoded PEM) in header NAME, as the
                         TLS-terminating proxy of an mTLS deployment would
+  --device-cert-file PEM
+                        with mTLS on, the bank backend's certificate for /device/... (its
+                        x5t#S256 listed in device_api_certificates), in the same header
 
 The client must be registered for the CIBA, client_credentials (scope consents) and
 refresh_token grants, and the holder's CPF must be the one given. Exit status: 0 when every

@@ -176,6 +176,7 @@ impl Soak {
             AUTHORIZATION,
             &format!("Bearer {}", self.bench.device_token),
         )
+        .and_then(|r| self.bench.device_certificate(r))
     }
 
     fn decide(&self, id: &str, decision: &str) -> anyhow::Result<Req> {
@@ -230,6 +231,15 @@ impl Soak {
         pool: &mut Pool,
         consent_id: &str,
     ) -> anyhow::Result<String> {
+        Ok(self.consent_read(pool, consent_id).await?.0)
+    }
+
+    /// The consent's status and, when rejected, its rejection code.
+    async fn consent_read(
+        self: &Arc<Self>,
+        pool: &mut Pool,
+        consent_id: &str,
+    ) -> anyhow::Result<(String, Option<String>)> {
         let token = self.consents_token(pool).await?;
         let req = Req::get(self.bench.target.path(&format!(
             "{}/{}",
@@ -241,9 +251,32 @@ impl Soak {
             &uuid_v4(),
         )?;
         let s = pool.one(&self.bench.bearer(req, &token)?).await?;
-        member(&s, &["data", "status"])
+        let status = member(&s, &["data", "status"])
             .filter(|_| s.status == 200)
-            .with_context(|| format!("reading the consent answered {}", answer(&s)))
+            .with_context(|| format!("reading the consent answered {}", answer(&s)))?;
+        Ok((status, member(&s, &["data", "rejection", "reason", "code"])))
+    }
+
+    /// The client's `DELETE` of a consent.
+    async fn consent_delete(
+        self: &Arc<Self>,
+        pool: &mut Pool,
+        consent_id: &str,
+    ) -> anyhow::Result<Req> {
+        let token = self.consents_token(pool).await?;
+        let req = Req {
+            method: http::Method::DELETE,
+            ..Req::get(self.bench.target.path(&format!(
+                "{}/{}",
+                flow::CONSENTS,
+                utf8_percent_encode(consent_id, ESCAPED)
+            )))
+        }
+        .header(
+            http::HeaderName::from_static("x-fapi-interaction-id"),
+            &uuid_v4(),
+        )?;
+        self.bench.bearer(req, &token)
     }
 
     /// A backchannel request with `claims` accepted: its `auth_req_id` and poll interval.
@@ -328,6 +361,12 @@ impl Soak {
             Kind::QrClaim => Outcome::Now(self.qr_claim(pool, tallies).await),
             Kind::AdGeneratedHint => Outcome::Now(self.ad_generated_hint(pool, tallies).await),
             Kind::ApproveVsDeny => Outcome::Now(self.approve_vs_deny(pool, tallies).await),
+            Kind::OneConsentTwoRequests => {
+                Outcome::Now(self.one_consent_two_requests(pool, tallies).await)
+            }
+            Kind::ApproveVsConsentDelete => {
+                Outcome::Now(self.approve_vs_consent_delete(pool, tallies).await)
+            }
             Kind::SlowDown => match self.slow_down(pool, tallies, probe).await {
                 Ok(SlowDown::Judged(v)) => Outcome::Now(Ok(v)),
                 Ok(SlowDown::Probe(task)) => Outcome::Later(task),
@@ -580,6 +619,158 @@ impl Soak {
                 "the {} won, but the consent is {status}",
                 if approved { "approval" } else { "denial" }
             )));
+        }
+        Ok(Verdict::Held)
+    }
+
+    /// (h) AD-5, CONS-1: two requests on one consent, `burst` approvals split between them
+    /// at once. One approval wins (200); the others get 403 `access_denied` (the other
+    /// request, now denied) or 409 `invalid_grant` (a request already decided). Then both
+    /// requests are polled: the winner's gets tokens, the other `access_denied`; the consent is
+    /// AUTHORISED. Two grants, or two 200s, are a double win.
+    async fn one_consent_two_requests(
+        self: &Arc<Self>,
+        pool: &mut Pool,
+        tallies: &Tallies,
+    ) -> anyhow::Result<Verdict> {
+        let consent = self.lodge(pool).await?;
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let claims = self.bench.request_claims(&consent)?;
+            ids.push(self.start(pool, claims).await?.0);
+        }
+        let reqs = (0..self.burst)
+            .map(|i| self.decide(&ids[i % 2], "approve"))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let samples = pool.burst(reqs).await?;
+        self.count_answers(tallies, &samples);
+        let winner = match exactly_one(
+            &samples,
+            |s| s.status == 200,
+            |s| oauth_error(s, 403, "access_denied") || oauth_error(s, 409, "invalid_grant"),
+        )? {
+            Ok(i) => i % 2,
+            Err(v) => {
+                for id in &ids {
+                    self.close(pool, id).await?;
+                }
+                return Ok(v);
+            }
+        };
+        let auths = self.auths(2).await?;
+        let mut grants = 0;
+        let mut wrong = None;
+        for (i, id) in ids.iter().enumerate() {
+            let s = pool.one(&self.poll(id, &auths[i])?).await?;
+            let granted = s.status == 200 && member(&s, &["access_token"]).is_some();
+            grants += usize::from(granted);
+            let follows = if i == winner {
+                granted
+            } else {
+                oauth_error(&s, 400, "access_denied")
+            };
+            if !follows && wrong.is_none() {
+                wrong = Some(format!(
+                    "the {} request's poll got {}",
+                    if i == winner { "approved" } else { "other" },
+                    answer(&s)
+                ));
+            }
+        }
+        if grants > 1 {
+            return Ok(Verdict::Violated {
+                double: true,
+                what: "both requests on one consent got tokens".into(),
+            });
+        }
+        if let Some(what) = wrong {
+            return Ok(violated(what));
+        }
+        let status = self.consent_status(pool, &consent).await?;
+        if status != "AUTHORISED" {
+            return Ok(violated(format!(
+                "one approval won, but the consent is {status}"
+            )));
+        }
+        Ok(Verdict::Held)
+    }
+
+    /// (i) AD-5, CONS-1: `burst - 1` approvals of one request and the client's `DELETE` of
+    /// its consent, at once. The DELETE is answered 204. If an approval moved the consent
+    /// first, exactly one approval is 200 and the consent reads revoked after authorisation
+    /// (`CUSTOMER_MANUALLY_REVOKED`); if the DELETE came first, every approval is refused (403
+    /// `access_denied`, or 409 once the request is denied) and the consent reads rejected
+    /// before authorisation (`CUSTOMER_MANUALLY_REJECTED`). Either way the client's poll gets
+    /// no tokens. A 200 for a consent rejected before authorisation, two 200s, or tokens, are
+    /// a double win.
+    async fn approve_vs_consent_delete(
+        self: &Arc<Self>,
+        pool: &mut Pool,
+        tallies: &Tallies,
+    ) -> anyhow::Result<Verdict> {
+        let consent = self.lodge(pool).await?;
+        let claims = self.bench.request_claims(&consent)?;
+        let (id, _) = self.start(pool, claims).await?;
+        let mut reqs = (1..self.burst)
+            .map(|_| self.decide(&id, "approve"))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        reqs.push(self.consent_delete(pool, &consent).await?);
+        let samples = pool.burst(reqs).await?;
+        self.count_answers(tallies, &samples);
+        let Some((delete, approvals)) = samples.split_last() else {
+            bail!("the race answered nothing");
+        };
+        if let Some(s) = samples.iter().find(|s| s.status == 0) {
+            bail!(
+                "a racer's connection failed: {}",
+                String::from_utf8_lossy(&s.body)
+            );
+        }
+        let wins = approvals.iter().filter(|s| s.status == 200).count();
+        if wins > 1 {
+            return Ok(Verdict::Violated {
+                double: true,
+                what: format!("{wins} approvals of one request won"),
+            });
+        }
+        if delete.status != 204 {
+            return Ok(violated(format!("the DELETE got {}", answer(delete))));
+        }
+        if let Some(s) = approvals.iter().find(|s| {
+            s.status != 200
+                && !oauth_error(s, 403, "access_denied")
+                && !oauth_error(s, 409, "invalid_grant")
+        }) {
+            return Ok(violated(format!("an approval got {}", answer(s))));
+        }
+        let (status, code) = self.consent_read(pool, &consent).await?;
+        let auth = self.auths(1).await?.remove(0);
+        let poll = pool.one(&self.poll(&id, &auth)?).await?;
+        if poll.status == 200 {
+            return Ok(Verdict::Violated {
+                double: true,
+                what: "tokens for a consent its client revoked".into(),
+            });
+        }
+        let (expected_code, expected_poll) = if wins == 1 {
+            tallies.count("approval first", 1);
+            ("CUSTOMER_MANUALLY_REVOKED", "invalid_grant")
+        } else {
+            tallies.count("DELETE first", 1);
+            ("CUSTOMER_MANUALLY_REJECTED", "access_denied")
+        };
+        if status != "REJECTED" || code.as_deref() != Some(expected_code) {
+            return Ok(Verdict::Violated {
+                double: wins == 1,
+                what: format!(
+                    "{} approval won, and the consent reads {status} {}",
+                    if wins == 1 { "an" } else { "no" },
+                    code.unwrap_or_default()
+                ),
+            });
+        }
+        if !oauth_error(&poll, 400, expected_poll) {
+            return Ok(violated(format!("the poll got {}", answer(&poll))));
         }
         Ok(Verdict::Held)
     }

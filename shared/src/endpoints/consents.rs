@@ -225,6 +225,7 @@ impl ConsentsEndpoint {
             status: Status::AwaitingAuthorisation,
             status_updated: now,
             rejection: None,
+            authorised_by: None,
         };
         let keep_until = expiration
             .unwrap_or(now + 10 * RETENTION)

@@ -21,11 +21,12 @@ use super::device_page::DevicePage;
 use crate::auth_req::{
     self, AuthReqId, AuthRequest, Decision, DenialReason, HintKind, HolderSlots, State, WrongState,
 };
+use crate::certificate::ClientCertificate;
 use crate::client_auth::unverified_issuer;
 use crate::clients::ClientKeys;
 use crate::clock::{SKEW, UnixTime};
-use crate::config::{Config, ConfigError, Variables};
-use crate::consent::Consent;
+use crate::config::{Config, ConfigError, DeviceApiCertificates, Variables};
+use crate::consent::{Authorisation, Consent};
 use crate::discovery::{ACR_LOA2, ACR_LOA3, LHT_AD_GENERATED};
 use crate::error::{Endpoint, ProtocolError};
 use crate::form::Form;
@@ -52,6 +53,7 @@ pub struct DeviceEndpoint {
     page: DevicePage,
     /// The size of a holder's list, from `holder_pending_limit` (AD-2, BCA-31).
     holder_slots: HolderSlots,
+    certificates: DeviceApiCertificates,
 }
 
 fn bad(why: &'static str) -> ProtocolError {
@@ -75,12 +77,15 @@ fn wrong_state(WrongState(state): WrongState) -> ProtocolError {
 }
 
 impl DeviceEndpoint {
-    /// Reads every variable, and `device_page`.
+    /// Reads every variable, `device_page` and `device_api_certificates`.
     pub fn load(vars: &dyn Variables) -> Result<Self, ConfigError> {
+        let config = Config::load(vars)?;
+        let certificates = DeviceApiCertificates::load(vars, config.client_cert_header.mtls())?;
         Ok(Self {
-            config: Config::load(vars)?,
+            config,
             page: DevicePage::load(vars)?,
             holder_slots: HolderSlots::load(vars)?,
+            certificates,
         })
     }
 
@@ -132,7 +137,8 @@ impl DeviceEndpoint {
         }
     }
 
-    /// The device token, `Authorization: Bearer`, compared in constant time.
+    /// The device token, `Authorization: Bearer`, compared in constant time; with mTLS on,
+    /// also the caller's certificate.
     fn authorize(&self, request: &Request) -> Result<(), ProtocolError> {
         let missing = ProtocolError::InvalidToken("the device API token is required");
         let mut values = request.header_values("authorization");
@@ -145,11 +151,24 @@ impl DeviceEndpoint {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim())
             .ok_or(missing)?;
-        if self.config.device_api_token.matches(token) {
-            Ok(())
-        } else {
-            Err(ProtocolError::InvalidToken("the device API token is wrong"))
+        if !self.config.device_api_token.matches(token) {
+            return Err(ProtocolError::InvalidToken("the device API token is wrong"));
         }
+        // With mTLS on, the token alone is not enough: the bank backend's certificate, as the
+        // proxy forwards it, must be one of `device_api_certificates` (design.md). Without
+        // mTLS (sandboxes) the token alone stands.
+        if self.config.client_cert_header.mtls() {
+            let listed = ClientCertificate::presented(request, &self.config.client_cert_header)
+                .ok()
+                .flatten()
+                .is_some_and(|c| self.certificates.lists(c.x5t_s256()));
+            if !listed {
+                return Err(ProtocolError::InvalidToken(
+                    "the device API requires a certificate listed in device_api_certificates",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The holder named by a body's `subject`.
@@ -307,7 +326,7 @@ impl DeviceEndpoint {
         let (reference, stored) = self.find(id, deps, now)?;
         let auth_request = &stored.data;
         if auth_request.state(now) != State::Pending {
-            return Err(self.decided(auth_request, deps, now));
+            return Err(self.decided(&reference, auth_request, deps, now));
         }
         let sub = match (&auth_request.subject, string_member(&body, "subject")?) {
             (Some(known), Some(given)) if known != given => {
@@ -319,10 +338,8 @@ impl DeviceEndpoint {
         };
         let user = self.holder(Some(&sub))?;
         let consent = self.consent(&auth_request.consent_id, deps, now)?;
-        if let Err(reason) = approval_checks(auth_request, user, &consent, acr, now) {
-            let denied = auth_request.deny(reason, now).map_err(wrong_state)?;
-            self.write(&reference, &stored, &denied, deps)?;
-            return Err(ProtocolError::AccessDenied(denial_text(reason)));
+        if let Err(reason) = approval_checks(auth_request, &reference, user, &consent, acr, now) {
+            return Err(self.refuse(&reference, &stored, reason, &consent, deps, now));
         }
         let decision = Decision {
             sub: user.sub.clone(),
@@ -350,11 +367,75 @@ impl DeviceEndpoint {
         let approved = auth_request
             .approve(decision, id_token, now)
             .map_err(wrong_state)?;
-        // The request first: its decision is the one that must happen once (AD-4).
-        self.write(&reference, &stored, &approved, deps)?;
-        crate::consent::follow_decision(deps.store, &approved, now, deps.random)
-            .map_err(store_error)?;
-        Ok(Response::json(200, &self.view(&approved, &reference, now)))
+        // AD-5, CONS-1: the consent's move to AUTHORISED is the step that decides, one
+        // compare-and-swap: of two requests on one consent, or this approval and the client's
+        // DELETE, exactly one wins. The request is approved only after it, so an approved
+        // request always has its consent authorised by it; a fault between the two writes
+        // leaves the request pending and the consent this request's, which the device's retry
+        // completes (nothing can be redeemed meanwhile).
+        let authorised = match crate::consent::authorise_for(
+            deps.store,
+            &auth_request.consent_id,
+            &reference,
+            now,
+            deps.random,
+        )
+        .map_err(store_error)?
+        {
+            Authorisation::Granted(consent) => consent,
+            Authorisation::Refused(standing) => {
+                return Err(self.refuse(
+                    &reference,
+                    &stored,
+                    DenialReason::ConsentUnavailable,
+                    &standing,
+                    deps,
+                    now,
+                ));
+            }
+            Authorisation::Gone => {
+                return Err(ProtocolError::InvalidGrant("the request's consent is gone"));
+            }
+        };
+        if let Err(e) = self.write(&reference, &stored, &approved, deps) {
+            // The request was decided meanwhile (the holder's denial won its own race): the
+            // consent follows the decision that stands.
+            if matches!(e, ProtocolError::InvalidGrant(_))
+                && let Ok((_, current)) = self.find(id, deps, now)
+            {
+                return Err(self.decided(&reference, &current.data, deps, now));
+            }
+            return Err(e);
+        }
+        let mut view = self.view(&approved, &reference, now);
+        view["consent_status"] = json!(authorised.status);
+        Ok(Response::json(200, &view))
+    }
+
+    /// An approval that failed an AD-5 check: the request is denied (if it still can be) and
+    /// the device is told why, with the consent's real state when that is the reason.
+    fn refuse(
+        &self,
+        reference: &str,
+        stored: &record::Stored<AuthRequest>,
+        reason: DenialReason,
+        consent: &Consent,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> ProtocolError {
+        let denied = match stored.data.deny(reason, now) {
+            Ok(denied) => denied,
+            Err(e) => return wrong_state(e),
+        };
+        if let Err(e) = self.write(reference, stored, &denied, deps) {
+            return e;
+        }
+        match reason {
+            DenialReason::ConsentUnavailable => {
+                ProtocolError::AccessDenied(consent_denial_text(&consent.at(now)))
+            }
+            other => ProtocolError::AccessDenied(denial_text(other)),
+        }
     }
 
     /// `POST /device/requests/<id>/deny` (AD-6).
@@ -362,10 +443,10 @@ impl DeviceEndpoint {
         let (reference, stored) = self.find(id, deps, now)?;
         let denied = match stored.data.deny(DenialReason::HolderDenied, now) {
             Ok(denied) => denied,
-            Err(_) => return Err(self.decided(&stored.data, deps, now)),
+            Err(_) => return Err(self.decided(&reference, &stored.data, deps, now)),
         };
         self.write(&reference, &stored, &denied, deps)?;
-        crate::consent::follow_decision(deps.store, &denied, now, deps.random)
+        crate::consent::follow_decision(deps.store, &denied, &reference, now, deps.random)
             .map_err(store_error)?;
         Ok(Response::json(200, &self.view(&denied, &reference, now)))
     }
@@ -411,8 +492,14 @@ impl DeviceEndpoint {
     /// ([`crate::consent::follow_decision`]), in case the call that made it stopped between
     /// its two writes (a store fault): a device that retries after a 500 completes it, and is
     /// then told the request was decided.
-    fn decided(&self, request: &AuthRequest, deps: &Deps<'_>, now: UnixTime) -> ProtocolError {
-        match crate::consent::follow_decision(deps.store, request, now, deps.random) {
+    fn decided(
+        &self,
+        reference: &str,
+        request: &AuthRequest,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> ProtocolError {
+        match crate::consent::follow_decision(deps.store, request, reference, now, deps.random) {
             Ok(_) => wrong_state(WrongState(request.state(now))),
             Err(e) => store_error(e),
         }
@@ -517,14 +604,7 @@ impl DeviceEndpoint {
                 ))
             }
             (None, Some(sub)) => {
-                let not_before = match body.get("not_before") {
-                    Some(Value::Number(n)) => n.as_i64().filter(|t| *t > 0),
-                    Some(Value::String(t)) => crate::time::parse(t),
-                    _ => None,
-                }
-                .ok_or(bad(
-                    "not_before must be a NumericDate or an RFC 3339 UTC date-time",
-                ))?;
+                let not_before = not_before(body.get("not_before"), now)?;
                 let in_force =
                     id_token::cancel_before(deps.store, sub, not_before, now, deps.random)
                         .map_err(store_error)?;
@@ -633,6 +713,31 @@ fn redeemed(
     Ok(request)
 }
 
+/// `not_before` of a cancellation (HINT-10): a whole NumericDate or an RFC 3339 UTC
+/// date-time, after 1970 and no later than now plus the longest id_token lifetime (a time
+/// further on would cancel id_tokens not issued yet, for years past any this server makes).
+/// Anything else is 400: a huge number once overflowed the record's expiry and erased the
+/// earlier cancellation.
+fn not_before(value: Option<&Value>, now: UnixTime) -> Result<UnixTime, ProtocolError> {
+    let time = match value {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(t)) => crate::time::parse(t),
+        _ => None,
+    }
+    .ok_or(bad(
+        "not_before must be a NumericDate or an RFC 3339 UTC date-time",
+    ))?;
+    let latest = now
+        .checked_add(id_token::LONGEST_LIFETIME)
+        .ok_or(ProtocolError::ServerError("the clock is out of range"))?;
+    if time <= 0 || time > latest {
+        return Err(bad(
+            "not_before must be after 1970 and no later than now plus the longest id_token lifetime",
+        ));
+    }
+    Ok(time)
+}
+
 /// A verified AS-generated login_hint_token.
 struct QrToken {
     client_id: String,
@@ -648,6 +753,7 @@ fn is_uuid_v4(text: &str) -> bool {
 /// AD-5: the checks an approval must pass; the first that fails is the denial's reason.
 fn approval_checks(
     request: &AuthRequest,
+    reference: &str,
     user: &User,
     consent: &Consent,
     acr: &str,
@@ -684,10 +790,36 @@ fn approval_checks(
     if !request.acr.reached_by(acr) {
         return Err(DenialReason::AcrNotReached);
     }
-    if consent.at(now).status != crate::consent::Status::AwaitingAuthorisation {
+    // Awaiting, or already authorised by this request: an approval whose request write
+    // failed after the consent's move (a store fault) is completed by the device's retry.
+    if consent.at(now).status != crate::consent::Status::AwaitingAuthorisation
+        && !consent.authorised_for(reference, now)
+    {
         return Err(DenialReason::ConsentUnavailable);
     }
     Ok(())
+}
+
+/// The device's answer when the consent is not the request's to authorise: its real state
+/// (AD-5, AD-7, CONS-1).
+fn consent_denial_text(consent: &Consent) -> &'static str {
+    use crate::consent::{RejectionCode, Status};
+    match (consent.status, consent.rejection.map(|r| r.code)) {
+        (Status::Authorised, _) => {
+            "the consent was already authorised through another request: the request is denied"
+        }
+        (Status::Rejected, Some(RejectionCode::CustomerManuallyRejected)) => {
+            "the consent was rejected (CUSTOMER_MANUALLY_REJECTED): the request is denied"
+        }
+        (Status::Rejected, Some(RejectionCode::CustomerManuallyRevoked)) => {
+            "the consent was revoked (CUSTOMER_MANUALLY_REVOKED): the request is denied"
+        }
+        (Status::Rejected, Some(RejectionCode::ConsentExpired)) => {
+            "the consent's authorisation window passed (CONSENT_EXPIRED): the request is denied"
+        }
+        (Status::Rejected, _) => "the consent is rejected: the request is denied",
+        (Status::AwaitingAuthorisation, _) => denial_text(DenialReason::ConsentUnavailable),
+    }
 }
 
 fn denial_text(reason: DenialReason) -> &'static str {
@@ -768,6 +900,10 @@ mod tests {
         let mut headers = Vec::new();
         if token {
             headers.push(("authorization".into(), format!("Bearer {}", "d".repeat(43))));
+            headers.push((
+                "x-ssl-client-cert".into(),
+                crate::fixtures::device_certificate().0.clone(),
+            ));
         }
         let request = Request {
             method,
@@ -833,5 +969,104 @@ mod tests {
             ]})
         );
         assert_eq!(call(&off, Method::Post, "/holders", true).status, 405);
+    }
+
+    fn with_headers(endpoint: &DeviceEndpoint, headers: Vec<(String, String)>) -> Response {
+        let request = Request {
+            method: Method::Get,
+            path_info: "/holders".into(),
+            query: None,
+            headers,
+            body: Vec::new(),
+        };
+        endpoint.handle(
+            &request,
+            &Deps {
+                store: &MemoryStore::new(),
+                clock: &FixedClock(1_800_000_000),
+                random: &CountingRandom::default(),
+            },
+        )
+    }
+
+    #[test]
+    fn ad_2_with_mtls_on_the_device_token_alone_is_refused() {
+        let on = endpoint(None);
+        let token = (
+            "authorization".to_string(),
+            format!("Bearer {}", "d".repeat(43)),
+        );
+        let cert = |value: &str| ("x-ssl-client-cert".to_string(), value.to_string());
+        let listed = crate::fixtures::device_certificate().0.clone();
+        let (other, _) = crate::fixtures::certificate("CN=someone-else");
+        assert_eq!(
+            with_headers(&on, vec![token.clone(), cert(&listed)]).status,
+            200
+        );
+        for headers in [
+            vec![token.clone()],
+            vec![token.clone(), cert(&other)],
+            vec![token.clone(), cert("not a certificate")],
+            // Two values, one of them the listed certificate: refused, never picked from.
+            // (An empty value beside it is item 9 of issue 16, in `ClientCertificate::presented`.)
+            vec![token.clone(), cert(&other), cert(&listed)],
+        ] {
+            let response = with_headers(&on, headers.clone());
+            assert_eq!(response.status, 401, "{:?}", headers.len());
+            let body: Value = serde_json::from_slice(&response.body).unwrap();
+            assert_eq!(body["error"], json!("invalid_token"));
+        }
+        // The certificate without the token is not enough either.
+        assert_eq!(with_headers(&on, vec![cert(&listed)]).status, 401);
+    }
+
+    #[test]
+    fn ad_2_without_mtls_the_device_token_alone_works() {
+        let mut vars = variables();
+        vars.remove(var::CLIENT_CERT_HEADER);
+        vars.remove(var::DEVICE_API_CERTIFICATES);
+        let sandbox = DeviceEndpoint::load(&vars).unwrap();
+        let token = (
+            "authorization".to_string(),
+            format!("Bearer {}", "d".repeat(43)),
+        );
+        assert_eq!(with_headers(&sandbox, vec![token]).status, 200);
+        assert_eq!(with_headers(&sandbox, vec![]).status, 401);
+    }
+
+    #[test]
+    fn device_api_certificates_is_required_and_checked_while_mtls_is_on() {
+        for (value, mtls, ok) in [
+            (None, true, false),
+            (Some(""), true, false),
+            (Some("[]"), true, false),
+            (Some("nonsense"), true, false),
+            (Some(r#"["not-a-thumbprint"]"#), true, false),
+            (Some(r#"[42]"#), true, false),
+            (Some(r#"{"x5t#S256": "x"}"#), true, false),
+            (None, false, true),
+            (Some("[]"), false, true),
+            (Some(r#"["short"]"#), false, false),
+        ] {
+            let mut vars = variables();
+            match value {
+                Some(v) => {
+                    vars.insert(var::DEVICE_API_CERTIFICATES, v.to_string());
+                }
+                None => {
+                    vars.remove(var::DEVICE_API_CERTIFICATES);
+                }
+            }
+            if !mtls {
+                vars.remove(var::CLIENT_CERT_HEADER);
+            }
+            match DeviceEndpoint::load(&vars) {
+                Ok(_) => assert!(ok, "{value:?} {mtls}: accepted"),
+                Err(e) => {
+                    assert!(!ok, "{value:?} {mtls}: {e}");
+                    assert_eq!(e.variable, var::DEVICE_API_CERTIFICATES);
+                }
+            }
+        }
     }
 }

@@ -118,7 +118,7 @@ impl TokenEndpoint {
             State::Denied => {
                 // AD-6: a denial whose consent write did not happen is completed here; the
                 // answer is the same whether that works or not.
-                let _ = consent::follow_decision(deps.store, request, now, deps.random);
+                let _ = consent::follow_decision(deps.store, request, &reference, now, deps.random);
                 Err(ProtocolError::AccessDenied(
                     "the account holder denied the request",
                 ))
@@ -169,15 +169,16 @@ impl TokenEndpoint {
         else {
             return Err(consumed);
         };
-        // TOK-11: the consent must still be authorised. An approval whose consent write did not
-        // happen (a store fault) is completed first (AD-5).
-        let consent = consent::follow_decision(deps.store, request, now, deps.random)
+        let reference = id.reference();
+        // TOK-11, AD-5, CONS-1: the consent must still be authorised, and by this request: one
+        // consent, one grant. A record approved before the consent moved first is completed
+        // here, by the same atomic step the device takes.
+        let consent = consent::follow_decision(deps.store, request, &reference, now, deps.random)
             .map_err(store_error)?
-            .filter(|c| c.status == consent::Status::Authorised)
+            .filter(|c| c.authorised_for(&reference, now))
             .ok_or(ProtocolError::InvalidGrant(
                 "the consent is no longer authorised",
             ))?;
-        let reference = id.reference();
         // TOK-19: the refresh token lives as long as the consent, or refresh_token_ttl for a
         // consent with no end date.
         let refresh_exp = consent

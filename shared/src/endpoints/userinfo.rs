@@ -216,6 +216,7 @@ mod tests {
                 status,
                 status_updated: NOW - 50,
                 rejection: None,
+                authorised_by: None,
             };
             record::put(
                 &self.store,

@@ -309,6 +309,12 @@ pub fn id_token_not_before(sub: &str) -> String {
     format!("idt_not_before:{}", digest(sub))
 }
 
+/// The right to write a holder's first "not before" in time bucket `bucket`
+/// ([`crate::id_token::cancel_before`]): a counter, one or two per holder ever cancelled.
+pub fn id_token_not_before_first(sub: &str, bucket: i64) -> String {
+    format!("idt_not_before_first:{}:{bucket}", digest(sub))
+}
+
 /// A client's count of backchannel requests in the minute that ends at `until` (BCA-31).
 pub fn client_rate(client_id: &str, until: i64) -> String {
     format!("rate:bca:client:{}:{until}", digest(client_id))

@@ -64,7 +64,8 @@ pub fn get<T: DeserializeOwned>(
     Ok(store.get(key)?.and_then(|raw| decode(raw, now)))
 }
 
-fn decode<T: DeserializeOwned>(raw: Vec<u8>, now: UnixTime) -> Option<Stored<T>> {
+/// Reads a record from the bytes the store holds; an expired or unreadable one is `None`.
+pub fn decode<T: DeserializeOwned>(raw: Vec<u8>, now: UnixTime) -> Option<Stored<T>> {
     let envelope = serde_json::from_slice::<Envelope<T>>(&raw).ok()?;
     if envelope.v != VERSION || envelope.exp <= now {
         return None;
@@ -97,6 +98,19 @@ pub fn replace<T: Serialize>(
     random: &dyn Random,
 ) -> Result<Swap, StoreError> {
     store.compare_and_swap(key, Some(&old.raw), &encode(data, exp, random)?)
+}
+
+/// Swaps `data` in under `key` if the store holds exactly `expected` (`None`: absent; on
+/// Spin's SQLite store that is an upsert, see [`crate::store`]).
+pub fn swap<T: Serialize>(
+    store: &dyn KeyValue,
+    key: &str,
+    expected: Option<&[u8]>,
+    data: &T,
+    exp: UnixTime,
+    random: &dyn Random,
+) -> Result<Swap, StoreError> {
+    store.compare_and_swap(key, expected, &encode(data, exp, random)?)
 }
 
 /// Reads the record under `key` and swaps in what `next` makes of it, reading once
