@@ -172,6 +172,10 @@ fn count(
 ) -> Result<Option<u32>, StoreError> {
     let after = store.increment(&limit.add_to, 1)?;
     admission.counted.push(limit.add_to.clone());
+    if after == 1 {
+        // This increment made the counter: announced to the purge, once.
+        crate::store::purge::announce(store, limit.add_to_until, &[&limit.add_to])?;
+    }
     // Negative counts (requests made before these counters existed, then decided) count as 0.
     let mut total = after.max(1);
     let mut frees_at = limit.add_to_until;

@@ -131,6 +131,12 @@ pub fn first_use_of_jti(
     if !first_use(store, &marker.key, marker.forget_after)? {
         return Ok(false);
     }
+    // The counter was just made: announced to the sweep now, even if the use is given back
+    // below (the counter stays, at 0).
+    if let Err(e) = purge::announce(store, marker.forget_after, &[&marker.key]) {
+        let _ = release(store, &marker.key, marker.forget_after);
+        return Err(e);
+    }
     for neighbour in &marker.neighbours {
         match was_used(store, neighbour) {
             Ok(false) => {}
