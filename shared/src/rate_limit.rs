@@ -180,7 +180,12 @@ fn count(
     let mut total = after.max(1);
     let mut frees_at = limit.add_to_until;
     if let Some((key, until)) = &limit.previous {
-        let before = store.increment(key, 0)?.max(0);
+        // Read only if it exists: an increment would create a counter nobody announced to
+        // the purge.
+        let before = match store.get(key)? {
+            Some(_) => store.increment(key, 0)?.max(0),
+            None => 0,
+        };
         total += before;
         if before > 0 {
             frees_at = *until;

@@ -15,9 +15,10 @@
 //! Who sweeps: requests that are not on the hot paths (a backchannel request, a consent
 //! lodged, a `client_credentials` or `refresh_token` grant) each take a turn, one atomic
 //! increment of a single counter, after their answer is decided; the request whose turn is a
-//! multiple of [`SWEEP_EVERY`] sweeps ([`take_turn`]). Pending polls and token issuance never
-//! take a turn. When a sweep leaves work behind (over its budget), it moves the counter so
-//! that the very next turn sweeps again, until the backlog is gone.
+//! multiple of [`SWEEP_EVERY`] sweeps ([`take_turn`]), and so does a store's first turn.
+//! Pending polls and token issuance never take a turn. When a sweep leaves work behind (over
+//! its budget), it moves the counter so that the very next turn sweeps again, until the
+//! backlog is gone.
 //!
 //! A sweep is best effort: it runs after the answer is decided, and a store error stops it
 //! without changing that answer. Nothing is deleted before its time: a bucket is swept once
@@ -43,9 +44,11 @@ pub const MAX_BUCKETS: usize = 512;
 /// instances' clocks and a request in flight that announces into a bucket about to end.
 pub const GRACE: UnixTime = 120;
 
-/// Where the first sweep of a store with no cursor starts: this far before `now`. Entries
-/// older than that were written before any sweep ran in a week of traffic; the operator's
-/// listing sweep ([`sweep_listing`]) drops them.
+/// Where the first sweep of a store with no cursor starts: this far before `now`. A new store
+/// sweeps on its first turn ([`take_turn`]), before almost anything is announced; a store
+/// upgraded from a version without the index sweeps within [`SWEEP_EVERY`] turns of the
+/// upgrade. Entries more than a week older than that first sweep would be missed (the
+/// operator's listing sweep, [`sweep_listing`], drops their keys once expired).
 pub const FIRST_LOOKBACK: UnixTime = 7 * 86_400;
 
 /// Announces `keys`, which stop mattering at `until`, to the sweep: two writes, an increment
@@ -259,7 +262,9 @@ pub fn sweep_listing(
 /// when it is not.
 pub fn take_turn(store: &dyn KeyValue, now: UnixTime) -> Result<Option<Sweep>, StoreError> {
     let turn = store.increment(keys::SWEEP_TURN, 1)?;
-    if turn % SWEEP_EVERY != 0 {
+    // The store's very first turn sweeps too: it sets the cursor up, before anything it
+    // must find was announced (see FIRST_LOOKBACK).
+    if turn % SWEEP_EVERY != 0 && turn != 1 {
         return Ok(None);
     }
     let done = sweep(store, now, SWEEP_BUDGET)?;
@@ -647,7 +652,11 @@ mod tests {
     fn every_sweep_every_th_turn_sweeps_and_a_backlog_sweeps_on_the_next() {
         let store = announced(SWEEP_BUDGET + 10, T0 + 100);
         let now = T0 + 2 * keys::PURGE_BUCKET;
-        for _ in 1..SWEEP_EVERY {
+        assert!(
+            take_turn(&store, T0).unwrap().is_some(),
+            "a store's first turn sweeps, and sets the cursor up"
+        );
+        for _ in 2..SWEEP_EVERY {
             assert_eq!(take_turn(&store, now).unwrap(), None);
         }
         let first = take_turn(&store, now)
