@@ -406,6 +406,12 @@ fn cons_1_a_consent_never_authorised_is_purged_after_its_window_and_the_audit_pe
 /// schema holds them, in one transaction; with `index`, each announced in the purge index as
 /// this version does (spread over a thousand future buckets).
 fn fill(db: &Path, n: usize, now: i64, index: bool) {
+    fill_with(db, n, now, index, "", 86_400);
+}
+
+/// [`fill`] with a prefix for the tokens' hashes, and their time `ahead` of `now` (plus up to
+/// 1,000 hours).
+fn fill_with(db: &Path, n: usize, now: i64, index: bool, prefix: &str, ahead: i64) {
     let mut conn = rusqlite::Connection::open(db).unwrap();
     conn.busy_timeout(std::time::Duration::from_secs(30))
         .unwrap();
@@ -418,15 +424,16 @@ fn fill(db: &Path, n: usize, now: i64, index: bool) {
             .unwrap();
         let value = json!({
             "v": 1,
-            "exp": now + 30 * 86_400,
+            "exp": now + ahead.min(30 * 86_400),
             "marker": "AAAAAAAAAAAAAAAAAAAAAA",
             "data": { "client_id": "tpp-1", "scope": "consents", "cnf": keys::digest("cert") },
         })
         .to_string();
         let mut counts = BTreeMap::new();
         for i in 0..n {
-            let until = now + 86_400 + (i % 1000) as i64 * keys::PURGE_BUCKET;
-            let key = format!("at:{}:{until}", keys::digest(&i.to_string()));
+            let spread = if ahead < 86_400 { 0 } else { (i % 1000) as i64 };
+            let until = now + ahead + spread * keys::PURGE_BUCKET;
+            let key = format!("at:{prefix}{}:{until}", keys::digest(&i.to_string()));
             put.execute(rusqlite::params![key, value.as_bytes()])
                 .unwrap();
             if index {
@@ -509,6 +516,35 @@ fn expiry_sweep_cost_with_many_live_keys() {
         took[took.len() / 2]
     };
     let (sweep_ms, other_ms) = (median(&mut sweeping), median(&mut other));
+    // SWEEP_EXPIRED=k: k more tokens that expire at once, then the sweeps that work them off.
+    let expired: usize = var("SWEEP_EXPIRED")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if expired > 0 {
+        // `~` is no base64url character: these keys are told apart from the live ones.
+        fill_with(&db, expired, c.now(), index, "~", 10);
+        c.server.time.advance(2 * keys::PURGE_BUCKET + purge::GRACE);
+        let left = || -> i64 {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            conn.query_row(
+                "SELECT COUNT(*) FROM spin_key_value WHERE key GLOB 'at:~*'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let mut took = Vec::new();
+        while left() > 0 && took.len() < 1_000 {
+            set_turn(&db, purge::SWEEP_EVERY - 1);
+            took.push(timed_turn(&c));
+        }
+        println!(
+            "{expired} expired tokens: {} sweeping requests to drop them, each (ms): {:.1?}; {}",
+            took.len(),
+            took,
+            spread(&mut took.clone())
+        );
+    }
     println!(
         "{n} live keys (index {index}, filled in {filled:.1} s): {} keys, {bytes} bytes of keys and values, file {file} bytes; \
          client_credentials, median of {samples}: sweeping {sweep_ms:.1} ms, not sweeping {other_ms:.1} ms (ratio {:.2})",

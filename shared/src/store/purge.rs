@@ -619,7 +619,7 @@ mod tests {
             .set(keys::PURGE_CURSOR, &cursor_before.unwrap())
             .unwrap();
         let again = sweep(&store, now, SWEEP_BUDGET).unwrap();
-        assert_eq!(again.backlog, false);
+        assert!(!again.backlog);
         assert_eq!(keys_of(&store), [keys::PURGE_CURSOR]);
 
         // A sweep stopped by a store fault after some deletions: the next one finishes.
