@@ -390,7 +390,17 @@ fn cons_1_a_consent_never_authorised_is_purged_after_its_window_and_the_audit_pe
     assert_eq!(consent_status(&c, &abandoned), Err(404));
     assert_eq!(consent_status(&c, &revoked), Err(404));
     assert_eq!(consent_status(&c, &granted).as_deref(), Ok("AUTHORISED"));
+    c.server.faults.count();
     sweep_by_traffic(&c, &db);
+    let calls = c.server.faults.ops();
+    assert!(
+        calls.len() > 2_000,
+        "the first sweeping turn is among the calls seen"
+    );
+    assert!(
+        !calls.contains(&ciba_host::kv::KvOp::ListKeys),
+        "issue 16: no request lists the store's keys"
+    );
     assert!(!stored(&abandoned), "purged");
     assert!(!stored(&revoked), "purged");
     assert!(
