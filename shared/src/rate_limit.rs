@@ -294,6 +294,52 @@ mod tests {
     }
 
     #[test]
+    fn bca_31_every_counter_made_is_announced_to_the_purge_once_and_reads_make_none() {
+        let store = MemoryStore::new();
+        let l = limits(100, 100, 100, 100);
+        let now = T0 + 10;
+        admit(&store, &l, &by_login_hint("tpp-1", "u1", now), now)
+            .unwrap()
+            .keep();
+        // The previous pending buckets were read, not made.
+        let before = pending_until(now) - PENDING_BUCKET;
+        for key in [
+            keys::client_pending("tpp-1", before),
+            keys::holder_pending("u1", before),
+        ] {
+            assert_eq!(store.get(&key), Ok(None), "{key}");
+        }
+        // Four counters, each announced once: every one of them is in an entry.
+        let entries = |store: &MemoryStore| -> Vec<String> {
+            let mut all = Vec::new();
+            for key in store.list_keys(None).unwrap().keys {
+                if key.starts_with("purge_at:") {
+                    let raw = store.get(&key).unwrap().unwrap();
+                    all.push(String::from_utf8(raw).unwrap());
+                }
+            }
+            all.sort();
+            all
+        };
+        let mut made = vec![
+            keys::client_rate("tpp-1", window_end(now, CLIENT_WINDOW)),
+            keys::holder_rate("u1", window_end(now, HOLDER_WINDOW)),
+            keys::client_pending("tpp-1", pending_until(now)),
+            keys::holder_pending("u1", pending_until(now)),
+        ];
+        made.sort();
+        assert_eq!(entries(&store), made);
+        admit(&store, &l, &by_login_hint("tpp-1", "u1", now + 1), now + 1)
+            .unwrap()
+            .keep();
+        assert_eq!(
+            entries(&store),
+            made,
+            "a counter's later increments announce nothing"
+        );
+    }
+
+    #[test]
     fn bca_31_a_client_s_rate_is_counted_per_minute_and_refusals_count_nothing() {
         let store = MemoryStore::new();
         let l = limits(3, 100, 100, 100);
