@@ -191,6 +191,102 @@ impl SqliteKv {
     }
 }
 
+/// One label of a [`SqliteKv`] as the shared crate's [`ciba::store::KeyValue`]: what the
+/// operator's commands run on the file directly (`ciba-host sweep-legacy`), with no component
+/// in between. Counters and compare-and-swap as Spin's store does them.
+pub struct Label<'a> {
+    /// The store.
+    pub kv: &'a SqliteKv,
+    /// The label (`default`).
+    pub label: &'a str,
+}
+
+fn store_error(e: KvError) -> ciba::store::StoreError {
+    ciba::store::StoreError(e)
+}
+
+impl ciba::store::KeyValue for Label<'_> {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ciba::store::StoreError> {
+        self.kv.get(self.label, key).map_err(store_error)
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), ciba::store::StoreError> {
+        self.kv.set(self.label, key, value).map_err(store_error)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), ciba::store::StoreError> {
+        self.kv.delete(self.label, key).map_err(store_error)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<ciba::store::Swap, ciba::store::StoreError> {
+        let swapped = self.read_and_swap(key, &mut |current| {
+            (current == expected).then(|| new.to_vec())
+        })?;
+        Ok(swapped.unwrap_or(ciba::store::Swap::Conflict))
+    }
+
+    fn read_and_swap(
+        &self,
+        key: &str,
+        next: &mut ciba::store::NextValue<'_>,
+    ) -> Result<Option<ciba::store::Swap>, ciba::store::StoreError> {
+        let seen = self.get(key)?;
+        let Some(new) = next(seen.as_deref()) else {
+            return Ok(None);
+        };
+        let swapped = self
+            .kv
+            .swap(self.label, key, seen.as_deref(), &new)
+            .map_err(store_error)?;
+        Ok(Some(if swapped {
+            ciba::store::Swap::Swapped
+        } else {
+            ciba::store::Swap::Conflict
+        }))
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, ciba::store::StoreError> {
+        self.kv
+            .increment(self.label, key, delta)
+            .map_err(store_error)
+    }
+
+    fn list_keys(
+        &self,
+        _cursor: Option<&str>,
+    ) -> Result<ciba::store::KeyPage, ciba::store::StoreError> {
+        Ok(ciba::store::KeyPage {
+            keys: self.kv.keys(self.label).map_err(store_error)?,
+            cursor: None,
+        })
+    }
+}
+
+/// Drops, from the SQLite file, the keys of earlier versions that the purge index does not
+/// know (names with their time, purge tags) once their time has passed at `now`: the listing
+/// sweep of those versions ([`ciba::store::purge::sweep_listing`]), run until nothing expired
+/// is left. An operator's command, once after an upgrade (`ciba-host sweep-legacy`); it lists
+/// every key, so no request does it. How many keys it deleted.
+pub fn sweep_legacy(kv: &SqliteKv, now: i64) -> Result<usize, KvError> {
+    let store = Label {
+        kv,
+        label: "default",
+    };
+    let mut deleted = 0;
+    loop {
+        let done = ciba::store::purge::sweep_listing(&store, now, 10_000).map_err(|e| e.0)?;
+        deleted += done.deleted;
+        if !done.backlog {
+            return Ok(deleted);
+        }
+    }
+}
+
 /// One key-value call a component makes through `wasi:keyvalue` (opening a bucket and making
 /// a compare-and-swap handle touch no data and are not counted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,6 +407,27 @@ mod tests {
         kv.set("default", "s", b"text").unwrap();
         assert!(kv.increment("default", "s", 1).is_err());
         assert_eq!(kv.keys("default").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn sweep_legacy_drops_what_earlier_versions_wrote_once_its_time_passed() {
+        let kv = SqliteKv::in_memory().unwrap();
+        // An earlier version's keys: a timed marker, a consent with its purge tag, a live one.
+        kv.increment("default", "jti:a:b:100", 100).unwrap();
+        kv.set("default", "consent:d", b"c").unwrap();
+        kv.set("default", "purge:consent:d:200", b"").unwrap();
+        kv.set("default", "consent:e", b"c").unwrap();
+        kv.set("default", "purge:consent:e:900", b"").unwrap();
+        kv.set("default", "holder_seq:h", b"1").unwrap();
+        assert_eq!(sweep_legacy(&kv, 99), Ok(0));
+        assert_eq!(sweep_legacy(&kv, 200), Ok(3));
+        let mut left = kv.keys("default").unwrap();
+        left.sort();
+        assert_eq!(
+            left,
+            ["consent:e", "holder_seq:h", "purge:consent:e:900"],
+            "what is still in force stays"
+        );
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //! - `ciba-host request --consent ID [...]`: prints a signed backchannel request object of
 //!   the demo client; `ciba-host qr --auth-req-id ID`: prints the QR code's
 //!   login_hint_token for an as-generated request (both for trying the flow by hand).
+//! - `ciba-host sweep-legacy [--state-dir DIR]`: once after upgrading from a version without
+//!   the purge index, drops from the SQLite file the expired keys that version wrote (README,
+//!   "Expiry and store size"); run it with the server stopped or running.
 //! - `ciba-host wasm-bench [--samples N] [--native] [--json FILE]`: times the shared crate's
 //!   hot steps inside Wasm on this host's engine settings (and natively with `--native`).
 
@@ -124,6 +127,9 @@ const HELP: &str = "ciba-host: runs this Spin bundle without Spin
                                        self-signed x5c certificate, or an encryption key (RSA-OAEP)
   ciba-host qr --auth-req-id ID [--listen ADDR]
                                        print the login_hint_token of an as-generated request's QR code
+  ciba-host sweep-legacy [--state-dir DIR]
+                                       once after an upgrade: drop from the SQLite store the expired
+                                       keys written by versions before the purge index (lists every key)
   ciba-host wasm-bench [--samples N] [--native] [--json FILE]
                                        build the shared crate's hot steps for wasm32-wasip2 and time
                                        them on this host's engine settings (--native: natively too)";
@@ -201,6 +207,24 @@ async fn run() -> anyhow::Result<()> {
                 std::fs::write(file, serde_json::to_string_pretty(&report)? + "\n")
                     .with_context(|| format!("cannot write {}", file.display()))?;
             }
+            return Ok(());
+        }
+        "sweep-legacy" => {
+            let state_dir = match &args.state_dir {
+                Some(dir) => PathBuf::from(dir),
+                None => manifest.dir.join(".spin"),
+            };
+            let db = state_dir.join("sqlite_key_value.db");
+            if !db.exists() {
+                bail!("no key-value store at {}", db.display());
+            }
+            let kv = ciba_host::kv::SqliteKv::open(&db)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            let deleted = ciba_host::kv::sweep_legacy(&kv, i64::try_from(now)?)
+                .map_err(anyhow::Error::msg)?;
+            println!("Deleted {deleted} expired keys from {}", db.display());
             return Ok(());
         }
         "up" => {}

@@ -112,7 +112,8 @@ pub fn issue(
     Ok(token)
 }
 
-/// Stores `token` (made elsewhere) for `data` under its hash, valid until `exp`.
+/// Stores `token` (made elsewhere) for `data` under its hash, valid until `exp`, announced to
+/// the purge first ([`crate::store::purge::announce`]).
 pub fn store_token(
     store: &dyn KeyValue,
     random: &dyn Random,
@@ -120,7 +121,9 @@ pub fn store_token(
     data: &AccessTokenRecord,
     exp: UnixTime,
 ) -> Result<(), ProtocolError> {
-    record::put(store, &keys::access_token(&token.0), data, exp, random).map_err(server_error)
+    let key = keys::access_token(&token.0);
+    crate::store::purge::announce(store, exp, &[&key]).map_err(server_error)?;
+    record::put(store, &key, data, exp, random).map_err(server_error)
 }
 
 /// A bearer token that exists, has not expired, and is bound to the certificate presented

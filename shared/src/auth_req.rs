@@ -501,29 +501,30 @@ pub fn pace(
     })
 }
 
-/// Stores a new request under its reference (BCA-25), after its purge tag: the tag names the
-/// request, its pace record and its redemption marker, which all stop mattering at
-/// [`AuthRequest::keep_until`]. Written first, so that a request can never be stored without
-/// it (a tag whose request was never written deletes nothing).
+/// Stores a new request under its reference (BCA-25), after announcing it to the purge
+/// ([`crate::store::purge::announce`]): the request, its pace record and its redemption
+/// marker all stop mattering at [`AuthRequest::keep_until`]. Announced first, so that a
+/// request can never be stored without it (an entry whose request was never written deletes
+/// nothing).
 pub fn store_new(
     store: &dyn crate::store::KeyValue,
     reference: &str,
     request: &AuthRequest,
     random: &dyn Random,
 ) -> Result<(), crate::store::StoreError> {
-    use crate::store::keys::{self, Family};
+    use crate::store::keys;
     let keep_until = request.keep_until();
-    store.set(
-        &keys::purge_tag(Family::Request, reference, keep_until),
-        b"",
-    )?;
-    crate::store::record::put(
+    let key = keys::auth_request(reference);
+    crate::store::purge::announce(
         store,
-        &keys::auth_request(reference),
-        request,
         keep_until,
-        random,
-    )
+        &[
+            &key,
+            &keys::auth_request_polls(reference),
+            &keys::auth_request_redeemed(reference),
+        ],
+    )?;
+    crate::store::record::put(store, &key, request, keep_until, random)
 }
 
 /// The fewest of a holder's latest requests the device API looks through (AD-2).

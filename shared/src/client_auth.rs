@@ -439,7 +439,11 @@ mod tests {
             run(&config, &store, &good, Endpoint::Token),
             Ok("tpp-1".to_string())
         );
-        assert_eq!(store.len(), 1, "the jti marker, named with its time");
+        assert_eq!(
+            store.len(),
+            3,
+            "the jti marker, and its announcement to the purge (a count and an entry)"
+        );
         assert_eq!(
             run(&config, &store, &good, Endpoint::Token),
             Err(ProtocolError::InvalidClient(

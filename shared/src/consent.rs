@@ -19,6 +19,17 @@ use crate::types::{Cnpj, Cpf};
 /// How long a data consent may wait for authorisation (CONS; AD-7): 60 minutes.
 pub const AUTHORISATION_WINDOW: i64 = 3600;
 
+/// How long a consent that was never authorised stays readable after its window ends (CONS-1):
+/// 90 days, so that the client, the holder's bank and an auditor can still `GET` it as
+/// `REJECTED`, with its reason, for the disputes and reconciliations of a quarter; after that
+/// it is purged ([`Consent::keep_until`]), so that consents lodged and never authorised cannot
+/// grow the store without bound (issue 16).
+pub const AUDIT_PERIOD: i64 = 90 * 86_400;
+
+/// How long a consent that was authorised is kept after it can no longer change: a year past
+/// its `expirationDateTime` (ten years from its creation when it has none).
+pub const RETENTION: i64 = 365 * 86_400;
+
 /// A consent's status (Consents API v3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -106,6 +117,31 @@ pub enum TransitionError {
 }
 
 impl Consent {
+    /// Until when the record is kept, for the status it is stored with: a consent that was
+    /// never authorised (awaiting, or rejected before authorisation) for its window plus
+    /// [`AUDIT_PERIOD`]; one that was authorised (even if revoked since) for [`RETENTION`]
+    /// past the end of its validity. Write the record with it on every change of state.
+    pub fn keep_until(&self) -> UnixTime {
+        let window_end = self.created.saturating_add(AUTHORISATION_WINDOW);
+        let authorised = match self.status {
+            Status::Authorised => true,
+            Status::AwaitingAuthorisation => false,
+            Status::Rejected => self.rejection.is_some_and(|r| {
+                matches!(
+                    r.code,
+                    RejectionCode::CustomerManuallyRevoked | RejectionCode::ConsentMaxDateReached
+                )
+            }),
+        };
+        if !authorised {
+            return window_end.saturating_add(AUDIT_PERIOD);
+        }
+        self.expiration
+            .unwrap_or(self.created.saturating_add(10 * RETENTION))
+            .max(window_end)
+            .saturating_add(RETENTION)
+    }
+
     /// The consent as it stands at `now`, timers applied.
     pub fn at(&self, now: UnixTime) -> Self {
         let mut view = self.clone();
@@ -246,7 +282,11 @@ pub fn authorise_for(
                 Status::AwaitingAuthorisation => current
                     .data
                     .authorise(reference, now)
-                    .map(|next| (next, current.exp))
+                    // CONS-1: authorised, the consent is kept longer than one never authorised.
+                    .map(|next| {
+                        let keep_until = next.keep_until().max(current.exp);
+                        (next, keep_until)
+                    })
                     .map_err(|_| Some(Box::new(standing))),
                 _ => Err(Some(Box::new(standing))),
             }
@@ -327,8 +367,13 @@ pub fn follow_decision(
             } else {
                 current.data.reject_by_holder(now)
             };
+            // The record is rewritten with its keep-until for its new state, never a shorter
+            // one (CONS-1: an authorised consent is kept longer than one never authorised).
             rejected
-                .map(|next| (next, current.exp))
+                .map(|next| {
+                    let keep_until = next.keep_until().max(current.exp);
+                    (next, keep_until)
+                })
                 .map_err(|_| Some(Box::new(standing)))
         },
     )?;
@@ -370,6 +415,40 @@ mod tests {
             (RejectedBy::Aspsp, RejectionCode::ConsentExpired)
         );
         assert_eq!(c.revoke(5000), Err(TransitionError::AlreadyRejected));
+    }
+
+    #[test]
+    fn cons_1_a_consent_never_authorised_is_kept_its_window_plus_the_audit_period() {
+        let c = consent();
+        let short = 1000 + AUTHORISATION_WINDOW + AUDIT_PERIOD;
+        assert_eq!(c.keep_until(), short);
+        assert_eq!(
+            c.revoke(2000).unwrap().keep_until(),
+            short,
+            "rejected by the user"
+        );
+        assert_eq!(
+            c.at(1000 + 3600).keep_until(),
+            short,
+            "expired unauthorised"
+        );
+        let authorised = c.authorise("ref-1", 2000).unwrap();
+        assert_eq!(authorised.keep_until(), 10_000 + RETENTION);
+        assert_eq!(
+            authorised.revoke(3000).unwrap().keep_until(),
+            10_000 + RETENTION,
+            "an authorised consent keeps its retention when revoked"
+        );
+        let no_end = Consent {
+            expiration: None,
+            ..authorised
+        };
+        assert_eq!(no_end.keep_until(), 1000 + 11 * RETENTION);
+        let far = Consent {
+            expiration: Some(i64::MAX - 5),
+            ..c.authorise("ref-1", 2000).unwrap()
+        };
+        assert_eq!(far.keep_until(), i64::MAX, "saturates, never wraps");
     }
 
     #[test]

@@ -229,7 +229,13 @@ fn bca_refusals_leave_the_store_as_it_was_but_for_the_client_s_rate_count() {
     // rate, one key per minute; nothing else changes.
     let now = f.now.get();
     let rate = keys::client_rate("tpp-1", now - now.rem_euclid(60) + 60);
-    let before = f.store.len() + 1;
+    // The first refusal makes the minute's counter and announces it to the purge; nothing
+    // else, and later refusals add nothing.
+    let keys_now = || -> std::collections::BTreeSet<String> {
+        f.store.list_keys(None).unwrap().keys.into_iter().collect()
+    };
+    let at_start = keys_now();
+    let mut before = None;
     let mut refused = 0;
     for (changes, error) in [
         (
@@ -248,6 +254,16 @@ fn bca_refusals_leave_the_store_as_it_was_but_for_the_client_s_rate_count() {
     ] {
         let response = f.bc_authorize(&f.request_object(&consent_id, changes.clone()));
         assert_eq!(json_of(&response)["error"], json!(error), "{changes}");
+        let before = *before.get_or_insert_with(|| {
+            let added = keys_now();
+            for key in added.difference(&at_start) {
+                assert!(
+                    key == &rate || key.starts_with("purge_"),
+                    "{changes}: the refusal wrote {key}"
+                );
+            }
+            f.store.len()
+        });
         assert_eq!(f.store.len(), before, "{changes}: the store changed");
         refused += 1;
         assert_eq!(f.store.increment(&rate, 0), Ok(refused), "{changes}");

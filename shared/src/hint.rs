@@ -191,11 +191,12 @@ pub fn issue_ad_hint(
             }
         }
     }
-    // The purge tag first: it drops the hint and its use marker once neither matters.
+    // Announced to the purge first: the hint and its use marker go once neither matters.
     let keep_until = now + AD_HINT_TTL + AD_HINT_RETENTION;
-    store.set(
-        &keys::purge_tag(keys::Family::AdHint, &keys::digest(&digits), keep_until),
-        b"",
+    crate::store::purge::announce(
+        store,
+        keep_until,
+        &[&keys::ad_hint(&digits), &keys::ad_hint_used(&digits)],
     )?;
     record::put(
         store,

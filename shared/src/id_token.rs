@@ -128,15 +128,9 @@ pub fn cancel_jti(
     random: &dyn Random,
 ) -> Result<(), StoreError> {
     let keep_until = now + LONGEST_LIFETIME + SKEW;
-    // The purge tag first: the cancellation goes once no id_token it names can be valid.
-    store.set(
-        &keys::purge_tag(
-            keys::Family::IdTokenCancelled,
-            &keys::digest(jti),
-            keep_until,
-        ),
-        b"",
-    )?;
+    // Announced to the purge first: the cancellation goes once no id_token it names can be
+    // valid.
+    crate::store::purge::announce(store, keep_until, &[&keys::id_token_cancelled(jti)])?;
     record::put(
         store,
         &keys::id_token_cancelled(jti),

@@ -233,11 +233,20 @@ fn count(
 ) -> Result<Option<u32>, StoreError> {
     let after = store.increment(&limit.add_to, 1)?;
     admission.counted.push(limit.add_to.clone());
+    if after == 1 {
+        // This increment made the counter: announced to the purge, once.
+        crate::store::purge::announce(store, limit.add_to_until, &[&limit.add_to])?;
+    }
     // Negative counts (requests made before these counters existed, then decided) count as 0.
     let mut total = after.max(1);
     let mut frees_at = limit.add_to_until;
     if let Some((key, until)) = &limit.previous {
-        let before = store.increment(key, 0)?.max(0);
+        // Read only if it exists: an increment would create a counter nobody announced to
+        // the purge.
+        let before = match store.get(key)? {
+            Some(_) => store.increment(key, 0)?.max(0),
+            None => 0,
+        };
         total += before;
         if before > 0 {
             frees_at = *until;
@@ -343,6 +352,52 @@ mod tests {
             Err(ProtocolError::TooManyRequests(why, retry_after)) => (why, retry_after),
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn bca_31_every_counter_made_is_announced_to_the_purge_once_and_reads_make_none() {
+        let store = MemoryStore::new();
+        let l = limits(100, 100, 100, 100);
+        let now = T0 + 10;
+        admit(&store, &l, &by_login_hint("tpp-1", "u1", now), now)
+            .unwrap()
+            .keep();
+        // The previous pending buckets were read, not made.
+        let before = pending_until(now) - PENDING_BUCKET;
+        for key in [
+            keys::client_pending("tpp-1", before),
+            keys::holder_pending("u1", before),
+        ] {
+            assert_eq!(store.get(&key), Ok(None), "{key}");
+        }
+        // Three counters (the client's rate is counted before admission), each announced
+        // once: every one of them is in an entry.
+        let entries = |store: &MemoryStore| -> Vec<String> {
+            let mut all = Vec::new();
+            for key in store.list_keys(None).unwrap().keys {
+                if key.starts_with("purge_at:") {
+                    let raw = store.get(&key).unwrap().unwrap();
+                    all.push(String::from_utf8(raw).unwrap());
+                }
+            }
+            all.sort();
+            all
+        };
+        let mut made = vec![
+            keys::holder_rate("u1", window_end(now, HOLDER_WINDOW)),
+            keys::client_pending("tpp-1", pending_until(now)),
+            keys::holder_pending("u1", pending_until(now)),
+        ];
+        made.sort();
+        assert_eq!(entries(&store), made);
+        admit(&store, &l, &by_login_hint("tpp-1", "u1", now + 1), now + 1)
+            .unwrap()
+            .keep();
+        assert_eq!(
+            entries(&store),
+            made,
+            "a counter's later increments announce nothing"
+        );
     }
 
     #[test]

@@ -27,7 +27,8 @@ pub struct RefreshTokenRecord {
     pub userinfo_claims: ClaimRequests,
 }
 
-/// Stores `token` for `data` under its hash until `exp`.
+/// Stores `token` for `data` under its hash until `exp`, announced to the purge first
+/// ([`crate::store::purge::announce`]).
 pub fn store_token(
     store: &dyn KeyValue,
     random: &dyn Random,
@@ -35,12 +36,8 @@ pub fn store_token(
     data: &RefreshTokenRecord,
     exp: UnixTime,
 ) -> Result<(), ProtocolError> {
-    record::put(
-        store,
-        &keys::refresh_token(token.expose()),
-        data,
-        exp,
-        random,
-    )
-    .map_err(|_| ProtocolError::ServerError("the store is unavailable"))
+    let unavailable = |_| ProtocolError::ServerError("the store is unavailable");
+    let key = keys::refresh_token(token.expose());
+    crate::store::purge::announce(store, exp, &[&key]).map_err(unavailable)?;
+    record::put(store, &key, data, exp, random).map_err(unavailable)
 }

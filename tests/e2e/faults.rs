@@ -936,18 +936,19 @@ fn run_step(f: &Faulty, step: &Step) -> Tally {
     let c = &f.c;
     let faults = &c.server.faults;
     let mut tally = Tally::default();
-    // The step's own calls: one request in 16 also sweeps expired records after answering
-    // (store::purge), which a clean run must not count, or the faults past the step's calls
-    // would find nothing to fail. The next turn does not sweep.
-    let mut ops = Vec::new();
-    for _ in 0..3 {
+    // The step's own calls. A turn that sweeps (store::purge: a store's first turn, then one
+    // in 128) and the first increment of an abuse-limit counter in its window (announced to
+    // the purge) make calls besides, which a clean run must not count, or the faults past the
+    // step's calls would find nothing to fail: the shortest of three clean runs.
+    let mut ops: Vec<KvOp> = Vec::new();
+    for run in 0..3 {
         let given = (step.setup)(c);
         faults.count();
         let clean = (step.run)(c, &given);
-        ops = faults.ops();
         assert_eq!(clean.status, step.ok, "{}: {}", step.name, text(&clean));
-        if !ops.contains(&KvOp::ListKeys) {
-            break;
+        let seen = faults.ops();
+        if run == 0 || seen.len() < ops.len() {
+            ops = seen;
         }
     }
     tally.ops = ops.len();

@@ -9,7 +9,7 @@ use crate::access_token::{Grant, ValidAccessToken, validate_bound_bearer};
 use crate::clients::Clients;
 use crate::clock::UnixTime;
 use crate::config::{ClientCertHeader, ConfigError, Issuer, Variables, abuse_limit, required, var};
-use crate::consent::{AUTHORISATION_WINDOW, Consent, Status, TransitionError};
+use crate::consent::{Consent, Status, TransitionError};
 use crate::error::{Endpoint, ProtocolError};
 use crate::fapi;
 use crate::http::{Method, Request, Response};
@@ -58,9 +58,6 @@ pub const PERMISSIONS: [&str; 36] = [
     "EXCHANGES_READ",
     "RESOURCES_READ",
 ];
-
-/// How long a consent record is kept after it can no longer change.
-const RETENTION: i64 = 365 * 86_400;
 
 /// What the Consents API is configured with.
 #[derive(Debug)]
@@ -227,25 +224,13 @@ impl ConsentsEndpoint {
             rejection: None,
             authorised_by: None,
         };
-        let keep_until = expiration
-            .unwrap_or(now + 10 * RETENTION)
-            .max(now + AUTHORISATION_WINDOW)
-            + RETENTION;
-        // The purge tag first, so that no consent is ever stored without it.
-        let tag = keys::purge_tag(
-            keys::Family::Consent,
-            &keys::digest(&consent.consent_id),
-            keep_until,
-        );
-        deps.store.set(&tag, b"").map_err(store_error)?;
-        record::put(
-            deps.store,
-            &keys::consent(&consent.consent_id),
-            &consent,
-            keep_until,
-            deps.random,
-        )
-        .map_err(store_error)?;
+        // CONS-1: kept for its window plus the audit period until it is authorised, which
+        // rewrites it with a longer keep-until (consent::follow_decision). Announced to the
+        // purge first, so that no consent is ever stored without it.
+        let keep_until = consent.keep_until();
+        let key = keys::consent(&consent.consent_id);
+        crate::store::purge::announce(deps.store, keep_until, &[&key]).map_err(store_error)?;
+        record::put(deps.store, &key, &consent, keep_until, deps.random).map_err(store_error)?;
         super::purge_turn(deps);
         Ok(Response::json(201, &self.render(&consent, now)))
     }

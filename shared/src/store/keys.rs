@@ -1,13 +1,14 @@
 //! The key schema, one function per key shape. Secrets and client-chosen strings never
 //! appear in a key as they are: they are hashed.
 //!
-//! The store has no TTL (design.md, State), so every key that stops mattering at a known time
-//! says when in its name: the shapes of [`TIMED`] end with `:<unix time>`, the moment from
-//! which nothing reads the key any more, and the sweep of [`super::purge`] drops them without
-//! reading them ([`forget_after`]). A record whose readers cannot compute that time (they hold
-//! only an id) gets a purge tag instead, a timed key that names it ([`purge_tag`]), written
-//! before the record. The few keys left (a holder's counters and not-before, the sweep's turn)
-//! are one per holder or one in all.
+//! The store has no TTL (design.md, State). Every record or counter that stops mattering at a
+//! known time is announced, when it is created, in the purge index ([`purge_count`],
+//! [`purge_entry`]), which the sweep of [`super::purge`] walks bucket by bucket. Keys of the
+//! [`TIMED`] shapes also end with `:<unix time>` ([`forget_after`]), and earlier versions
+//! wrote purge tags ([`purge_tag`]) for records whose readers hold only an id: the operator's
+//! listing sweep ([`super::purge::sweep_listing`]) reads those names, for the keys written
+//! before the index. The few keys left (a holder's counters and not-before, the sweep's turn
+//! and cursor) are one per holder or one in all.
 
 use crate::clock::UnixTime;
 use crate::jose::b64url;
@@ -125,6 +126,35 @@ pub fn tagged(key: &str) -> Vec<String> {
         .map(|f| f.prefixes().iter().map(|p| format!("{p}{id}")).collect())
         .unwrap_or_default()
 }
+
+/// The width of the purge index's time buckets ([`super::purge::announce`]): an hour, so
+/// that a sweep that fell behind (a quiet day) walks few empty buckets.
+pub const PURGE_BUCKET: UnixTime = 3600;
+
+/// The end of the purge-index bucket that holds a key which stops mattering at `until`:
+/// strictly after `until`, so that nothing is swept before its time. `None` on overflow.
+pub fn purge_bucket(until: UnixTime) -> Option<UnixTime> {
+    until
+        .div_euclid(PURGE_BUCKET)
+        .checked_add(1)?
+        .checked_mul(PURGE_BUCKET)
+}
+
+/// The number of entries announced in the purge-index bucket ending at `bucket_end`: a
+/// counter, so that every announcer gets its own slot ([`super::purge::announce`]).
+pub fn purge_count(bucket_end: UnixTime) -> String {
+    format!("purge_n:{bucket_end}")
+}
+
+/// Entry `n` of the purge-index bucket ending at `bucket_end`: the keys, one a line, that the
+/// sweep deletes once the bucket's end has passed.
+pub fn purge_entry(bucket_end: UnixTime, n: i64) -> String {
+    format!("purge_at:{bucket_end}:{n}")
+}
+
+/// How far the sweep of the purge index got: `<bucket_end>:<entries done in the next one>`
+/// ([`super::purge::sweep`]).
+pub const PURGE_CURSOR: &str = "purge_cursor";
 
 /// The counter that decides which request sweeps ([`super::purge::take_turn`]): one key.
 pub const SWEEP_TURN: &str = "sweep_turn";

@@ -9,8 +9,9 @@
 //!   whose answer only one caller can get, which every store implements atomically
 //!   ([`first_use`]).
 //!
-//! Nothing expires by itself: a key whose name ends with the time it stops mattering is
-//! dropped by the sweep of [`purge`], without being read ([`keys::forget_after`]).
+//! Nothing expires by itself: every record or counter that stops mattering at a known time is
+//! announced to the purge index when it is created, and the sweep of [`purge`] walks that
+//! index, never listing the store.
 
 pub mod keys;
 pub mod memory;
@@ -85,8 +86,9 @@ pub trait KeyValue {
     /// differently.
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
     /// One page of the store's keys (`wasi:keyvalue` `list-keys`), from `cursor` (`None`: the
-    /// first page). Only the sweep of [`purge`] lists keys: Spin answers with every key of
-    /// the store at once (no cursor), and on Redis with `KEYS *`.
+    /// first page). No request lists keys (Spin answers with every key of the store at once,
+    /// no cursor, and on Redis with `KEYS *`): only the operator's listing sweep
+    /// ([`purge::sweep_listing`]) does.
     fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, StoreError>;
 }
 
@@ -95,8 +97,8 @@ pub trait KeyValue {
 /// The marker is a counter whose value is the time it may be forgotten (`forget_after`), so
 /// the record carries its own expiry (design.md, State) while staying portable: counters are
 /// encoded differently by each store and are read only through
-/// [`KeyValue::increment`]. The key's name ends with the same time ([`keys::forget_after`]),
-/// which is what the sweep of [`purge`] reads. The first caller adds
+/// [`KeyValue::increment`]. The key's name ends with the same time ([`keys::forget_after`]);
+/// [`first_use_of_jti`] announces it to the sweep of [`purge`]. The first caller adds
 /// `forget_after` to an absent (0) counter and gets exactly that back; a later caller gets a
 /// larger sum, loses, and takes its own addition back so the stored expiry stays the winner's
 /// (a loser that dies in between only makes the marker live longer). A refused request never
@@ -130,6 +132,12 @@ pub fn first_use_of_jti(
 ) -> Result<bool, StoreError> {
     if !first_use(store, &marker.key, marker.forget_after)? {
         return Ok(false);
+    }
+    // The counter was just made: announced to the sweep now, even if the use is given back
+    // below (the counter stays, at 0).
+    if let Err(e) = purge::announce(store, marker.forget_after, &[&marker.key]) {
+        let _ = release(store, &marker.key, marker.forget_after);
+        return Err(e);
     }
     for neighbour in &marker.neighbours {
         match was_used(store, neighbour) {

@@ -179,3 +179,18 @@ where
     }
     Err(StoreError("the record keeps changing".into()))
 }
+
+/// The `exp` of `raw` if it is a record of this code (any data): what the sweep reads before
+/// deleting a record, since a record can be rewritten to live longer than the purge entry
+/// written when it was created (a consent once authorised, CONS-1).
+pub fn expiry(raw: &[u8]) -> Option<UnixTime> {
+    #[derive(Deserialize)]
+    struct Head {
+        v: u32,
+        exp: UnixTime,
+    }
+    serde_json::from_slice::<Head>(raw)
+        .ok()
+        .filter(|head| head.v == VERSION)
+        .map(|head| head.exp)
+}
