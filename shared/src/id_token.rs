@@ -220,6 +220,12 @@ fn first_write_right(store: &dyn KeyValue, sub: &str, now: UnixTime) -> Result<b
     if !first_use(store, &own, forget_after)? {
         return Ok(false);
     }
+    // The counter was just made (or freed and taken again): announced to the sweep, so that
+    // a holder's first-write counters go with their buckets.
+    if let Err(e) = crate::store::purge::announce(store, forget_after, &[&own]) {
+        let _ = release(store, &own, forget_after);
+        return Err(e);
+    }
     match was_used(store, &keys::id_token_not_before_first(sub, bucket - 1)) {
         Ok(false) => Ok(true),
         Ok(true) => {

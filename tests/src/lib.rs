@@ -275,15 +275,19 @@ impl Server {
     }
 
     /// How many pairs the key-value store holds (for a server started with [`Store::Dir`]),
-    /// but for the per-minute rate counters (`rate:…`): every request past client
-    /// authentication counts in one, refused or not, and a new minute makes a new one
-    /// (BCA-31, issue 16; tests/e2e/rate_limits.rs checks them). Tests that a refusal writes
-    /// nothing compare this count.
+    /// but for the per-minute rate counters (`rate:…`) and their announcements to the purge
+    /// index: every request past client authentication counts in one, refused or not, and a
+    /// new minute makes a new one, announced once (BCA-31, issue 16; tests/e2e/rate_limits.rs
+    /// checks them). The index's per-bucket counts (`purge_n:…`) are left out too; any other
+    /// announcement still shows as its entry. Tests that a refusal writes nothing compare this
+    /// count.
     pub fn store_rows(&self) -> i64 {
         let path = self.db.as_ref().expect("store_rows needs Store::Dir");
         let conn = rusqlite::Connection::open(path).unwrap();
         conn.query_row(
-            "SELECT COUNT(*) FROM spin_key_value WHERE key NOT LIKE 'rate:%'",
+            "SELECT COUNT(*) FROM spin_key_value WHERE key NOT LIKE 'rate:%' \
+             AND key NOT LIKE 'purge\\_n:%' ESCAPE '\\' \
+             AND NOT (key LIKE 'purge\\_at:%' ESCAPE '\\' AND CAST(value AS TEXT) LIKE 'rate:%')",
             [],
             |r| r.get(0),
         )
