@@ -282,11 +282,7 @@ pub fn authorise_for(
                 Status::AwaitingAuthorisation => current
                     .data
                     .authorise(reference, now)
-                    // CONS-1: authorised, the consent is kept longer than one never authorised.
-                    .map(|next| {
-                        let keep_until = next.keep_until().max(current.exp);
-                        (next, keep_until)
-                    })
+                    .map(|next| with_keep_until(next, current.exp))
                     .map_err(|_| Some(Box::new(standing))),
                 _ => Err(Some(Box::new(standing))),
             }
@@ -300,6 +296,14 @@ pub fn authorise_for(
         Err(Some(standing)) => Authorisation::Refused(standing),
         Err(None) => Authorisation::Gone,
     })
+}
+
+/// A consent's next state with the keep-until its record is rewritten with: the one for its
+/// new state, never shorter than the record's current one (CONS-1: an authorised consent is
+/// kept longer than one never authorised).
+fn with_keep_until(next: Consent, current_exp: UnixTime) -> (Consent, UnixTime) {
+    let keep_until = next.keep_until().max(current_exp);
+    (next, keep_until)
 }
 
 /// Moves the consent after its request's decision (AD-5: approved → `AUTHORISED` by that
@@ -367,13 +371,8 @@ pub fn follow_decision(
             } else {
                 current.data.reject_by_holder(now)
             };
-            // The record is rewritten with its keep-until for its new state, never a shorter
-            // one (CONS-1: an authorised consent is kept longer than one never authorised).
             rejected
-                .map(|next| {
-                    let keep_until = next.keep_until().max(current.exp);
-                    (next, keep_until)
-                })
+                .map(|next| with_keep_until(next, current.exp))
                 .map_err(|_| Some(Box::new(standing)))
         },
     )?;

@@ -400,7 +400,7 @@ fn lodging() -> Value {
 }
 
 #[test]
-fn cons_consent_lodging_is_limited_per_client_per_minute() {
+fn bca_31_cons_1_consent_lodging_is_limited_per_client_per_minute() {
     let c = with_limits("consent-rate", &[("consent_rate_limit", "3")]);
     let token = c.consents_token("tpp-1");
     let other = c.consents_token("tpp-2");

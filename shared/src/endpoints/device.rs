@@ -905,6 +905,15 @@ mod tests {
                 crate::fixtures::device_certificate().0.clone(),
             ));
         }
+        send(endpoint, method, path, headers)
+    }
+
+    fn send(
+        endpoint: &DeviceEndpoint,
+        method: Method,
+        path: &str,
+        headers: Vec<(String, String)>,
+    ) -> Response {
         let request = Request {
             method,
             path_info: path.to_string(),
@@ -972,21 +981,7 @@ mod tests {
     }
 
     fn with_headers(endpoint: &DeviceEndpoint, headers: Vec<(String, String)>) -> Response {
-        let request = Request {
-            method: Method::Get,
-            path_info: "/holders".into(),
-            query: None,
-            headers,
-            body: Vec::new(),
-        };
-        endpoint.handle(
-            &request,
-            &Deps {
-                store: &MemoryStore::new(),
-                clock: &FixedClock(1_800_000_000),
-                random: &CountingRandom::default(),
-            },
-        )
+        send(endpoint, Method::Get, "/holders", headers)
     }
 
     #[test]
