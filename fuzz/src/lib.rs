@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use ciba::clients::Clients;
+use ciba::client::registry::Clients;
 use ciba::clock::{CountingRandom, FixedClock};
 use ciba::config::{Config, var};
 use ciba::endpoints::Deps;
@@ -553,6 +553,7 @@ pub fn with_deps<T>(store: &StateStore, f: impl FnOnce(&Deps<'_>) -> T) -> T {
         store,
         clock: &FixedClock(NOW),
         random: &CountingRandom::default(),
+        fetch: &ciba::client::fetch::NoFetch,
     })
 }
 
@@ -625,6 +626,7 @@ pub fn world() -> &'static World {
                 store: &store,
                 clock: &FixedClock(NOW),
                 random: &random,
+                fetch: &ciba::client::fetch::NoFetch,
             })
         };
 
@@ -813,7 +815,7 @@ pub fn jws(data: &[u8]) -> Option<u16> {
     );
     let request = form_request(&body);
     let form = ciba::form::Form::parse(&request).ok()?;
-    let settings = ciba::client_auth::ClientAuthSettings {
+    let settings = ciba::client::auth::ClientAuthSettings {
         issuer: &w.config.issuer,
         clients: &w.config.clients,
         client_cert_header: &w.config.client_cert_header,
@@ -823,7 +825,7 @@ pub fn jws(data: &[u8]) -> Option<u16> {
         ciba::error::Endpoint::BackchannelAuthentication,
     ] {
         passed +=
-            u16::from(ciba::client_auth::check(&request, &form, settings, endpoint, NOW).is_ok());
+            u16::from(ciba::client::auth::check(&request, &form, settings, endpoint, NOW).is_ok());
     }
     Some(passed)
 }
@@ -991,17 +993,17 @@ pub fn client_certificate(data: &[u8]) -> Option<u16> {
         .clients
         .get(MTLS_CLIENT)
         .and_then(|c| c.tls_client_auth_subject_dn.clone())?;
-    if let Some(cert) = ciba::certificate::ClientCertificate::from_header_value(value) {
+    if let Some(cert) = ciba::client::certificate::ClientCertificate::from_header_value(value) {
         let _ = cert.subject().matches(&registered);
         let _ = cert
             .subject()
-            .text(ciba::certificate::ORGANIZATION_IDENTIFIER);
+            .text(ciba::client::certificate::ORGANIZATION_IDENTIFIER);
         assert!(
             cert.subject().matches(cert.subject()),
             "a subject DN does not match itself"
         );
     }
-    if let Some(dn) = ciba::dn::DistinguishedName::parse(value) {
+    if let Some(dn) = ciba::client::dn::DistinguishedName::parse(value) {
         let _ = dn.matches(&registered);
         assert!(dn.matches(&dn), "a DN does not match itself");
     }

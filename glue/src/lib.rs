@@ -255,6 +255,7 @@ pub async fn serve_with_state<T: 'static>(
             store: &store,
             clock: &SystemClock,
             random: &OsRandom,
+            fetch: &ciba::client::fetch::NoFetch,
         };
         Ok(handle(configured, request, &deps))
     })

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::clients::Clients;
+use crate::client::registry::Clients;
 use crate::clock::{Random, UnixTime};
 use crate::error::ProtocolError;
 use crate::http::Request;
@@ -144,8 +144,9 @@ pub fn validate_bound_bearer(
     client_cert_header: &crate::config::ClientCertHeader,
     now: UnixTime,
 ) -> Result<ValidAccessToken, ProtocolError> {
-    let certificate = crate::certificate::ClientCertificate::presented(request, client_cert_header)
-        .map_err(|_| ProtocolError::InvalidToken("the client certificate cannot be read"))?;
+    let certificate =
+        crate::client::certificate::ClientCertificate::presented(request, client_cert_header)
+            .map_err(|_| ProtocolError::InvalidToken("the client certificate cannot be read"))?;
     if client_cert_header.mtls() && certificate.is_none() {
         return Err(ProtocolError::InvalidToken(
             "a client certificate is required (mTLS)",

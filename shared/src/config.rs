@@ -5,7 +5,7 @@
 //! variable and the problem, never the value (several variables are secrets); the adapter logs
 //! it once and answers 500 `server_error`. Nothing here panics on bad input.
 
-use crate::clients::Clients;
+use crate::client::registry::Clients;
 use crate::jose::keys::ServerKeys;
 use crate::users::Users;
 

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::clients::{AuthMethod, Clients, GRANT_CIBA};
+use crate::client::registry::{AuthMethod, Clients, GRANT_CIBA};
 use crate::config::{ClientCertHeader, ConfigError, Issuer, Variables, required, var};
 use crate::jose::PS256;
 use crate::users::Users;

@@ -5,7 +5,7 @@ use std::cell::Cell;
 
 use serde_json::{Value, json};
 
-use crate::client_auth::JWT_BEARER;
+use crate::client::auth::JWT_BEARER;
 use crate::clock::{CountingRandom, FixedClock, UnixTime};
 use crate::config::var;
 use crate::endpoints::Deps;
@@ -70,6 +70,7 @@ impl Flow {
             store: &self.store,
             clock: &clock,
             random: &self.random,
+            fetch: &crate::client::fetch::NoFetch,
         })
     }
 

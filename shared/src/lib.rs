@@ -4,7 +4,7 @@
 //! - [`http`]: plain request and response types; the Spin components translate into them.
 //! - [`endpoints`]: one module per endpoint, a short list of named steps. Nothing else answers.
 //! - [`error`]: the one protocol error type; only it renders error JSON.
-//! - [`config`], [`clients`], [`users`], [`jose`]: configuration parsed into types whose
+//! - [`config`], [`client`], [`users`], [`jose`]: configuration parsed into types whose
 //!   constructors hold the profile's ranges; secrets have no printing `Debug`.
 //! - [`store`], [`clock`]: the key-value store, time and randomness, behind small interfaces
 //!   so that tests run natively with an in-memory store and a fixed clock.
@@ -16,14 +16,11 @@
 pub mod access_token;
 pub mod auth_req;
 pub mod binding_message;
-pub mod certificate;
-pub mod client_auth;
-pub mod clients;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod consent;
 pub mod discovery;
-pub mod dn;
 pub mod endpoints;
 pub mod error;
 pub mod fapi;

@@ -10,7 +10,7 @@ use crate::access_token::AccessToken;
 use crate::auth_req::{
     AcrRequest, AuthReqId, AuthRequest, ClaimRequest, ClaimRequests, GrantTokens, HintKind, Status,
 };
-use crate::clients::Clients;
+use crate::client::registry::Clients;
 use crate::clock::CountingRandom;
 use crate::config::{Config, DeviceApiToken, Issuer, var};
 use crate::consent::{self, Consent};
@@ -268,7 +268,7 @@ fn debug_of_every_secret_carrying_type_is_redacted() {
         rows,
         request_object::verify(&compact, tpp, &issuer, NOW).unwrap()
     );
-    let crate::clients::ClientKeys::Jwks(jwks) = &tpp.keys else {
+    let crate::client::registry::ClientKeys::Jwks(jwks) = &tpp.keys else {
         panic!("the fixture client has a jwks");
     };
     check!(

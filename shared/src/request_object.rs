@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::auth_req::{AcrRequest, ClaimRequest, ClaimRequests};
 use crate::binding_message::BindingMessage;
-use crate::clients::{Client, ClientKeys};
+use crate::client::registry::{Client, ClientKeys};
 use crate::clock::{SKEW, UnixTime};
 use crate::config::Issuer;
 use crate::discovery::{ACR_LOA2, ACR_LOA3, LHT_AD_GENERATED, LHT_AS_GENERATED};
@@ -600,9 +600,10 @@ mod tests {
     }
 
     fn tpp_1() -> Client {
-        let clients =
-            crate::clients::Clients::parse(&json!([crate::fixtures::client("tpp-1")]).to_string())
-                .unwrap();
+        let clients = crate::client::registry::Clients::parse(
+            &json!([crate::fixtures::client("tpp-1")]).to_string(),
+        )
+        .unwrap();
         clients.get("tpp-1").unwrap().clone()
     }
 

@@ -13,7 +13,7 @@ use std::hint::black_box;
 
 use anyhow::Context;
 use ciba::auth_req::{AcrRequest, AuthRequest, ClaimRequests, Decision, HintKind, Status};
-use ciba::client_auth::{ClientAuthSettings, JWT_BEARER, check};
+use ciba::client::auth::{ClientAuthSettings, JWT_BEARER, check};
 use ciba::clock::CountingRandom;
 use ciba::config::{Config, var};
 use ciba::error::Endpoint;

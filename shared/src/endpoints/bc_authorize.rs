@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::Deps;
 use crate::auth_req::{self, AuthReqId, AuthRequest, GrantTokens, HintKind, HolderSlots, Status};
-use crate::client_auth::{self, CheckedClient, ClientAuthSettings};
-use crate::clients::{Client, Clients, GrantType};
+use crate::client::auth::{self as client_auth, CheckedClient, ClientAuthSettings};
+use crate::client::registry::{Client, Clients, GrantType};
 use crate::clock::{SKEW, UnixTime};
 use crate::config::{
     AbuseLimits, ClientCertHeader, ConfigError, Issuer, Lifetimes, Variables, required, var,

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::Deps;
 use crate::access_token::{Grant, ValidAccessToken, validate_bound_bearer};
-use crate::clients::Clients;
+use crate::client::registry::Clients;
 use crate::clock::UnixTime;
 use crate::config::{ClientCertHeader, ConfigError, Issuer, Variables, abuse_limit, required, var};
 use crate::consent::{Consent, Status, TransitionError};

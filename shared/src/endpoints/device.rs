@@ -21,9 +21,9 @@ use super::device_page::DevicePage;
 use crate::auth_req::{
     self, AuthReqId, AuthRequest, Decision, DenialReason, HintKind, HolderSlots, State, WrongState,
 };
-use crate::certificate::ClientCertificate;
-use crate::client_auth::unverified_issuer;
-use crate::clients::ClientKeys;
+use crate::client::auth::unverified_issuer;
+use crate::client::certificate::ClientCertificate;
+use crate::client::registry::ClientKeys;
 use crate::clock::{SKEW, UnixTime};
 use crate::config::{Config, ConfigError, DeviceApiCertificates, Variables};
 use crate::consent::{Authorisation, Consent};
@@ -927,6 +927,7 @@ mod tests {
                 store: &MemoryStore::new(),
                 clock: &FixedClock(1_800_000_000),
                 random: &CountingRandom::default(),
+                fetch: &crate::client::fetch::NoFetch,
             },
         )
     }

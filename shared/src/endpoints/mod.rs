@@ -55,4 +55,6 @@ pub struct Deps<'a> {
     pub clock: &'a dyn Clock,
     /// Randomness.
     pub random: &'a dyn Random,
+    /// Outbound HTTP (clients' `jwks_uri`, the Directory's keystore).
+    pub fetch: &'a dyn crate::client::fetch::Fetch,
 }

@@ -3,8 +3,10 @@
 use super::Deps;
 use crate::access_token::{self, AccessTokenRecord, Grant};
 use crate::auth_req::{self, AuthReqId, AuthRequest, GrantTokens, Pace, State};
-use crate::client_auth::{self, AuthenticatedClient, ClientAuthSettings, authenticate};
-use crate::clients::{Clients, GrantType};
+use crate::client::auth::{
+    self as client_auth, AuthenticatedClient, ClientAuthSettings, authenticate,
+};
+use crate::client::registry::{Clients, GrantType};
 use crate::clock::UnixTime;
 use crate::config::{
     ClientCertHeader, ConfigError, Issuer, Lifetimes, Variables, abuse_limit, required, var,

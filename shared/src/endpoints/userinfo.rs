@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::Deps;
 use crate::access_token::{AccessTokenRecord, Grant, validate_bound_bearer};
-use crate::clients::Clients;
+use crate::client::registry::Clients;
 use crate::clock::UnixTime;
 use crate::config::{ClientCertHeader, ConfigError, Issuer, Variables, required, var};
 use crate::error::{Endpoint, ProtocolError};
@@ -249,6 +249,7 @@ mod tests {
                     store: &self.store,
                     clock: &FixedClock(NOW),
                     random: &self.random,
+                    fetch: &crate::client::fetch::NoFetch,
                 },
             )
         }

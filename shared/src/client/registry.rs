@@ -5,8 +5,8 @@
 
 use serde::Deserialize;
 
+use crate::client::dn::DistinguishedName;
 use crate::config::{ConfigError, Variables, required, var};
-use crate::dn::DistinguishedName;
 use crate::jose::jwk::{KeyUse, PublicJwk, RawJwkSet};
 
 /// The CIBA grant type (CIBA 4).

@@ -2,8 +2,8 @@
 //! (OIDC 9, RFC 7523) or `tls_client_auth` by subject DN (RFC 8705 2.1). The only way to get
 //! an [`AuthenticatedClient`] is [`authenticate`], so no endpoint can skip a check.
 
-use crate::certificate::{ClientCertificate, ORGANIZATION_IDENTIFIER};
-use crate::clients::{AuthMethod, Client, ClientKeys, Clients};
+use crate::client::certificate::{ClientCertificate, ORGANIZATION_IDENTIFIER};
+use crate::client::registry::{AuthMethod, Client, ClientKeys, Clients};
 use crate::clock::{SKEW, UnixTime};
 use crate::config::{ClientCertHeader, Issuer};
 use crate::discovery::{BC_AUTHORIZE_PATH, TOKEN_PATH};

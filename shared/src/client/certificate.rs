@@ -5,8 +5,8 @@
 use percent_encoding::percent_decode_str;
 use x509_cert::der::Decode;
 
+use crate::client::dn::DistinguishedName;
 use crate::config::ClientCertHeader;
-use crate::dn::DistinguishedName;
 use crate::error::ProtocolError;
 use crate::http::Request;
 use crate::jose::{b64_decode, x5t_s256};

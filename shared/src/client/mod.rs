@@ -1,0 +1,15 @@
+//! The client side of the server, in one place: who the clients are and how they prove it.
+//!
+//! - [`registry`]: the clients this server knows (the `clients` variable), with their keys,
+//!   authentication method and grants.
+//! - [`auth`]: client authentication at the token, bc-authorize and Consents endpoints
+//!   (`private_key_jwt` and `tls_client_auth`, CLI-*).
+//! - [`certificate`]: the client certificate the TLS-terminating proxy forwards (CLI-8/9).
+//! - [`dn`]: RFC 4514 distinguished names, for `tls_client_auth_subject_dn`.
+//! - [`fetch`]: outbound HTTP, for keys published by `jwks_uri` (KEY-10…18).
+
+pub mod auth;
+pub mod certificate;
+pub mod dn;
+pub mod fetch;
+pub mod registry;
