@@ -7,6 +7,7 @@ pub mod build;
 pub mod dev;
 pub mod kv;
 pub mod manifest;
+pub mod outbound;
 pub mod routes;
 pub mod runtime;
 pub mod server;

@@ -87,6 +87,11 @@ pub enum ProtocolError {
     /// (BCA-31). CIBA 13's code for requests the OP refuses on its own; the status and header
     /// of RFC 6585 4 tell HTTP clients to retry later.
     TooManyRequests(&'static str, u32),
+    /// `temporarily_unavailable` with 503 and `Retry-After` (its seconds): something this
+    /// server depends on is down and nothing cached can stand in, such as a client's key set
+    /// that cannot be fetched (registration.md KEY-14). Not the client's fault, so never
+    /// `invalid_client`.
+    RetryLater(&'static str, u32),
 }
 
 impl ProtocolError {
@@ -118,6 +123,7 @@ impl ProtocolError {
             Self::ServerError(_) => "server_error",
             Self::TemporarilyUnavailable(_) => "temporarily_unavailable",
             Self::TooManyRequests(..) => "access_denied",
+            Self::RetryLater(..) => "temporarily_unavailable",
         }
     }
 
@@ -148,7 +154,8 @@ impl ProtocolError {
             | Self::NotFound(d)
             | Self::ServerError(d)
             | Self::TemporarilyUnavailable(d)
-            | Self::TooManyRequests(d, _) => d,
+            | Self::TooManyRequests(d, _)
+            | Self::RetryLater(d, _) => d,
         }
     }
 
@@ -189,6 +196,7 @@ impl ProtocolError {
             Self::ServerError(_) => 500,
             Self::TemporarilyUnavailable(_) => 503,
             Self::TooManyRequests(..) => 429,
+            Self::RetryLater(..) => 503,
         }
     }
 
@@ -222,7 +230,7 @@ impl ProtocolError {
                 format!("Bearer error=\"{}\"", self.code()),
             ));
         }
-        if let Self::TooManyRequests(_, retry_after) = self {
+        if let Self::TooManyRequests(_, retry_after) | Self::RetryLater(_, retry_after) = self {
             response
                 .headers
                 .push(("retry-after", retry_after.to_string()));
@@ -288,6 +296,21 @@ mod tests {
             401
         );
         assert_eq!(ProtocolError::ServerError("x").status(Endpoint::Jwks), 500);
+    }
+
+    #[test]
+    fn key_14_retry_later_is_503_temporarily_unavailable_with_retry_after() {
+        for endpoint in [
+            Endpoint::Token,
+            Endpoint::BackchannelAuthentication,
+            Endpoint::Device,
+        ] {
+            let r = ProtocolError::RetryLater("x", 30).to_response(endpoint);
+            assert_eq!(r.status, 503);
+            assert_eq!(r.header("retry-after"), Some("30"));
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(v["error"], "temporarily_unavailable");
+        }
     }
 
     #[test]

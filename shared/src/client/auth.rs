@@ -3,10 +3,12 @@
 //! an [`AuthenticatedClient`] is [`authenticate`], so no endpoint can skip a check.
 
 use crate::client::certificate::{ClientCertificate, ORGANIZATION_IDENTIFIER};
-use crate::client::registry::{AuthMethod, Client, ClientKeys, Clients};
+use crate::client::keys::KeySource;
+use crate::client::registry::{AuthMethod, Client, Clients};
 use crate::clock::{SKEW, UnixTime};
 use crate::config::{ClientCertHeader, Issuer};
 use crate::discovery::{BC_AUTHORIZE_PATH, TOKEN_PATH};
+use crate::endpoints::Deps;
 use crate::error::{Endpoint, ProtocolError};
 use crate::form::Form;
 use crate::http::{Request, Response};
@@ -28,6 +30,8 @@ pub struct ClientAuthSettings<'a> {
     pub clients: &'a Clients,
     /// `client_cert_header`.
     pub client_cert_header: &'a ClientCertHeader,
+    /// Where the clients' public keys come from (KEY-8).
+    pub keys: &'a KeySource,
 }
 
 /// A client that proved who it is on this request, with the certificate it presented.
@@ -87,10 +91,9 @@ pub fn authenticate<'c>(
     form: &Form,
     settings: ClientAuthSettings<'c>,
     endpoint: Endpoint,
-    store: &dyn KeyValue,
-    now: UnixTime,
+    deps: &Deps<'_>,
 ) -> Result<AuthenticatedClient<'c>, ProtocolError> {
-    check(request, form, settings, endpoint, now)?.confirm(store)
+    check(request, form, settings, endpoint, deps)?.confirm(deps.store)
 }
 
 /// A client whose every authentication check passed except the single use of its
@@ -140,7 +143,7 @@ pub fn check<'c>(
     form: &Form,
     settings: ClientAuthSettings<'c>,
     endpoint: Endpoint,
-    now: UnixTime,
+    deps: &Deps<'_>,
 ) -> Result<CheckedClient<'c>, ProtocolError> {
     let certificate = ClientCertificate::presented(request, settings.client_cert_header)?;
     if settings.client_cert_header.mtls() && certificate.is_none() {
@@ -161,7 +164,7 @@ pub fn check<'c>(
         ));
     }
     let (client, replay) = if assertion {
-        let (client, replay) = private_key_jwt(form, settings, endpoint, now)?;
+        let (client, replay) = private_key_jwt(form, settings, endpoint, deps)?;
         (client, Some(replay))
     } else {
         (tls_client_auth(form, settings, certificate.as_ref())?, None)
@@ -182,8 +185,9 @@ fn private_key_jwt<'c>(
     form: &Form,
     settings: ClientAuthSettings<'c>,
     endpoint: Endpoint,
-    now: UnixTime,
+    deps: &Deps<'_>,
 ) -> Result<(&'c Client, keys::JtiMarker), ProtocolError> {
+    let now: UnixTime = deps.clock.now();
     if form.get("client_assertion_type") != Some(JWT_BEARER) {
         return Err(invalid(
             "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
@@ -203,16 +207,9 @@ fn private_key_jwt<'c>(
     if client.auth_method != AuthMethod::PrivateKeyJwt {
         return Err(invalid("the client is not registered for private_key_jwt"));
     }
-    let ClientKeys::Jwks(jwks) = &client.keys else {
-        return Err(ProtocolError::ServerError(
-            "keys from jwks_uri are not supported yet",
-        ));
-    };
-    let verified = verify_ps256(
-        assertion,
-        jwks.iter().map(|k| (k.kid.as_str(), &k.verifier)),
-    )
-    .map_err(|e| {
+    // KEY-8, KEY-13/14: a key set that cannot be fetched is 503, never invalid_client.
+    let verifiers = settings.keys.verifiers(deps, client, assertion)?;
+    let verified = verify_ps256(assertion, verifiers.iter()).map_err(|e| {
         invalid(match e {
             JwsError::AlgorithmNotAllowed => "the client assertion must be signed with PS256",
             JwsError::UnknownKey => "the client assertion kid is not a key of this client",
@@ -375,8 +372,15 @@ mod tests {
             issuer: &config.issuer,
             clients: &config.clients,
             client_cert_header: &ClientCertHeader::load(&std::collections::HashMap::new()).unwrap(),
+            keys: &crate::fixtures::key_source(),
         };
-        authenticate(&request, &form, settings, endpoint, store, NOW)
+        let deps = crate::endpoints::Deps {
+            store,
+            clock: &crate::clock::FixedClock(NOW),
+            random: &crate::clock::CountingRandom::default(),
+            fetch: &crate::client::fetch::NoFetch,
+        };
+        authenticate(&request, &form, settings, endpoint, &deps)
             .map(|c| c.client().client_id.clone())
     }
 

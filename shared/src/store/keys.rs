@@ -378,3 +378,9 @@ pub fn client_pending(client_id: &str, until: i64) -> String {
 pub fn holder_pending(sub: &str, until: i64) -> String {
     format!("pending:bca:holder:{}:{until}", digest(sub))
 }
+
+/// The stored copy of the JWK Set fetched from a `jwks_uri` (KEY-12): one per URI, shared by
+/// every client that uses it, under the URI's hash.
+pub fn jwks(uri: &str) -> String {
+    format!("jwks:{}", digest(uri))
+}

@@ -1,0 +1,229 @@
+//! Where every endpoint gets a client's public keys (KEY-8), in one place: from the
+//! registration (`jwks` by value, static clients only) or from its `jwks_uri` through the
+//! instance's [`Keystore`]. Client assertions (CLI-4), request objects (BCA-5) and the QR
+//! code's login_hint_token (HINT-15) all verify through [`KeySource::verifiers`]; however a
+//! client was found (the `clients` variable, or a registration in the store), its keys come
+//! from here.
+
+use std::sync::Arc;
+
+use crate::client::keystore::{AllowedOrigins, Keystore, KeystoreUnavailable};
+use crate::client::registry::{Client, ClientKeys, Clients};
+use crate::config::{ConfigError, Variables, var};
+use crate::endpoints::Deps;
+use crate::jose::jwk::{KeyUse, PublicJwk};
+use crate::jose::ps256::Ps256VerifyingKey;
+
+/// The allowed origins and the key cache of one component instance.
+#[derive(Debug)]
+pub struct KeySource {
+    allowed: AllowedOrigins,
+    keystore: Keystore,
+}
+
+impl KeySource {
+    /// Reads `jwks_allowed_hosts` and `client_jwks_ttl`.
+    pub fn load(vars: &dyn Variables) -> Result<Self, ConfigError> {
+        Ok(Self::new(
+            AllowedOrigins::load(vars)?,
+            Keystore::load(vars)?,
+        ))
+    }
+
+    /// From parts already read.
+    pub fn new(allowed: AllowedOrigins, keystore: Keystore) -> Self {
+        Self { allowed, keystore }
+    }
+
+    /// [`KeySource::load`], also checking that every static client's `jwks_uri` may be
+    /// fetched (KEY-10): a bad one is a configuration error naming `clients`, reported once,
+    /// rather than a 503 on each of its requests.
+    pub fn load_for(vars: &dyn Variables, clients: &Clients) -> Result<Self, ConfigError> {
+        let source = Self::load(vars)?;
+        for (i, client) in clients.all().iter().enumerate() {
+            if let ClientKeys::JwksUri(uri) = &client.keys
+                && let Err(why) = source.allowed.jwks_uri(uri)
+            {
+                return Err(ConfigError::new(
+                    var::CLIENTS,
+                    format!("clients[{i}]: jwks_uri {why}"),
+                ));
+            }
+        }
+        Ok(source)
+    }
+
+    /// `jwks_allowed_hosts`.
+    pub fn allowed(&self) -> &AllowedOrigins {
+        &self.allowed
+    }
+
+    /// The key cache.
+    pub fn keystore(&self) -> &Keystore {
+        &self.keystore
+    }
+
+    /// The keys of `client` that may verify the JWS `compact` (KEY-8, KEY-9). By value: all
+    /// of them, [`crate::jose::jws::verify_ps256`] picks by `kid`. By `jwks_uri`: the one key
+    /// the header's `kid` names, fetched or refetched as KEY-12…14 say; a JWS without a `kid`
+    /// cannot pick among published keys and finds none [decision]. No key found is the
+    /// endpoint's own refusal (an unknown key); `Err` when the keys cannot be had (503,
+    /// KEY-14).
+    pub fn verifiers<'c>(
+        &self,
+        deps: &Deps<'_>,
+        client: &'c Client,
+        compact: &str,
+    ) -> Result<Verifiers<'c>, KeystoreUnavailable> {
+        match &client.keys {
+            ClientKeys::Jwks(keys) => Ok(Verifiers(Inner::Registered(keys))),
+            ClientKeys::JwksUri(uri) => {
+                let Some(kid) = unverified_kid(compact) else {
+                    return Ok(Verifiers(Inner::Published(None)));
+                };
+                // A URI not on the list is refused at load for static clients; a registration
+                // stored earlier under another list finds no key rather than fetching.
+                let Ok(uri) = self.allowed.jwks_uri(uri) else {
+                    return Ok(Verifiers(Inner::Published(None)));
+                };
+                let key = self.keystore.key(deps, &uri, &kid, KeyUse::Signature)?;
+                Ok(Verifiers(Inner::Published(key)))
+            }
+        }
+    }
+}
+
+/// The keys [`KeySource::verifiers`] found.
+pub struct Verifiers<'c>(Inner<'c>);
+
+enum Inner<'c> {
+    Registered(&'c [PublicJwk]),
+    Published(Option<Arc<PublicJwk>>),
+}
+
+impl Verifiers<'_> {
+    /// `(kid, verifier)` pairs, as [`crate::jose::jws::verify_ps256`] takes them.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (&str, &Ps256VerifyingKey)> + '_> {
+        match &self.0 {
+            Inner::Registered(keys) => Box::new(keys.iter().map(|k| (k.kid.as_str(), &k.verifier))),
+            Inner::Published(key) => Box::new(key.iter().map(|k| (k.kid.as_str(), &k.verifier))),
+        }
+    }
+}
+
+/// The `kid` of a compact JWS's protected header, read before verification only to choose
+/// the key (KEY-9); nothing else of an unverified token is trusted.
+fn unverified_kid(compact: &str) -> Option<String> {
+    let header = compact.split('.').next()?;
+    if header.len() > 4096 {
+        return None;
+    }
+    let bytes = crate::jose::b64url_decode(header)?;
+    let header: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    header.get("kid")?.as_str().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::client::fetch::{Fetch, FetchError, FetchRequest, FetchResponse};
+    use crate::clock::{CountingRandom, FixedClock};
+    use crate::fixtures::{client_jws, key_source, keys};
+    use crate::jose::jws::{JwsError, verify_ps256};
+    use crate::store::memory::MemoryStore;
+
+    const URI: &str = "https://keystore.directory.openbankingbrasil.org.br/o/s/application.jwks";
+
+    /// Serves the fixture client's key, or fails; counts.
+    struct Published(bool, AtomicUsize);
+
+    impl Fetch for Published {
+        fn get(&self, request: &FetchRequest<'_>) -> Result<FetchResponse, FetchError> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(request.url, URI);
+            if !self.0 {
+                return Err(FetchError::Timeout);
+            }
+            Ok(FetchResponse {
+                status: 200,
+                headers: Vec::new(),
+                body: json!({ "keys": [keys().client_public] })
+                    .to_string()
+                    .into_bytes(),
+            })
+        }
+    }
+
+    fn clients(uri: &str) -> Clients {
+        let mut client = crate::fixtures::client("tpp-1");
+        let client = client.as_object_mut().unwrap();
+        client.remove("jwks");
+        client.insert("jwks_uri".into(), json!(uri));
+        Clients::parse(&json!([client]).to_string()).unwrap()
+    }
+
+    #[test]
+    fn key_8_a_jwks_uri_client_verifies_with_its_published_key_only() {
+        let clients = clients(URI);
+        let client = clients.get("tpp-1").unwrap();
+        let source = key_source();
+        let (store, random, fetch) = (
+            MemoryStore::new(),
+            CountingRandom::default(),
+            Published(true, AtomicUsize::new(0)),
+        );
+        let deps = Deps {
+            store: &store,
+            clock: &FixedClock(1_800_000_000),
+            random: &random,
+            fetch: &fetch,
+        };
+        let good = client_jws("client-key-1", json!({ "iss": "tpp-1" }));
+        let keys = source.verifiers(&deps, client, &good).unwrap();
+        assert!(verify_ps256(&good, keys.iter()).is_ok());
+        // Another kid: the same key signed it, but the set does not publish it under that name.
+        let other = client_jws("other-kid", json!({ "iss": "tpp-1" }));
+        let keys = source.verifiers(&deps, client, &other).unwrap();
+        assert_eq!(
+            verify_ps256(&other, keys.iter()).err(),
+            Some(JwsError::UnknownKey)
+        );
+        assert_eq!(fetch.1.load(Ordering::SeqCst), 1, "one fetch, then memory");
+    }
+
+    #[test]
+    fn key_14_no_key_set_to_be_had_is_an_error_not_an_unknown_key() {
+        let clients = clients(URI);
+        let (store, random, fetch) = (
+            MemoryStore::new(),
+            CountingRandom::default(),
+            Published(false, AtomicUsize::new(0)),
+        );
+        let deps = Deps {
+            store: &store,
+            clock: &FixedClock(1_800_000_000),
+            random: &random,
+            fetch: &fetch,
+        };
+        let jws = client_jws("client-key-1", json!({ "iss": "tpp-1" }));
+        let got = key_source().verifiers(&deps, clients.get("tpp-1").unwrap(), &jws);
+        assert!(matches!(got, Err(KeystoreUnavailable)));
+        assert!(store.is_empty(), "nothing written");
+    }
+
+    #[test]
+    fn key_10_a_static_jwks_uri_off_jwks_allowed_hosts_is_a_configuration_error() {
+        let vars = std::collections::HashMap::new();
+        assert!(KeySource::load_for(&vars, &clients(URI)).is_ok());
+        let e = KeySource::load_for(&vars, &clients("https://tpp.example/jwks")).unwrap_err();
+        assert_eq!(e.variable, var::CLIENTS);
+        assert_eq!(
+            e.problem,
+            "clients[0]: jwks_uri is not on jwks_allowed_hosts"
+        );
+    }
+}
