@@ -303,7 +303,14 @@ impl HotPaths {
                     clients: &self.config.clients,
                     client_cert_header: &self.config.client_cert_header,
                 };
-                let checked = check(&self.request, &self.form, settings, Endpoint::Token, NOW)
+                let store = ciba::store::memory::MemoryStore::new();
+                let deps = ciba::endpoints::Deps {
+                    store: &store,
+                    clock: &ciba::clock::FixedClock(NOW),
+                    random: &ciba::clock::CountingRandom::default(),
+                    fetch: &ciba::client::fetch::NoFetch,
+                };
+                let checked = check(&self.request, &self.form, settings, Endpoint::Token, &deps)
                     .map_err(|e| anyhow::anyhow!("{e:?}"))?;
                 black_box(checked);
             }

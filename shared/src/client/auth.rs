@@ -2,11 +2,15 @@
 //! (OIDC 9, RFC 7523) or `tls_client_auth` by subject DN (RFC 8705 2.1). The only way to get
 //! an [`AuthenticatedClient`] is [`authenticate`], so no endpoint can skip a check.
 
+use std::borrow::Cow;
+
 use crate::client::certificate::{ClientCertificate, ORGANIZATION_IDENTIFIER};
+use crate::client::registration;
 use crate::client::registry::{AuthMethod, Client, ClientKeys, Clients};
 use crate::clock::{SKEW, UnixTime};
 use crate::config::{ClientCertHeader, Issuer};
 use crate::discovery::{BC_AUTHORIZE_PATH, TOKEN_PATH};
+use crate::endpoints::Deps;
 use crate::error::{Endpoint, ProtocolError};
 use crate::form::Form;
 use crate::http::{Request, Response};
@@ -33,14 +37,14 @@ pub struct ClientAuthSettings<'a> {
 /// A client that proved who it is on this request, with the certificate it presented.
 #[derive(Debug)]
 pub struct AuthenticatedClient<'c> {
-    client: &'c Client,
+    client: Cow<'c, Client>,
     certificate: Option<ClientCertificate>,
 }
 
 impl<'c> AuthenticatedClient<'c> {
     /// The registration.
-    pub fn client(&self) -> &'c Client {
-        self.client
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The certificate presented on this request, to bind tokens to (TOK-14, TKN-2).
@@ -87,10 +91,9 @@ pub fn authenticate<'c>(
     form: &Form,
     settings: ClientAuthSettings<'c>,
     endpoint: Endpoint,
-    store: &dyn KeyValue,
-    now: UnixTime,
+    deps: &Deps<'_>,
 ) -> Result<AuthenticatedClient<'c>, ProtocolError> {
-    check(request, form, settings, endpoint, now)?.confirm(store)
+    check(request, form, settings, endpoint, deps)?.confirm(deps.store)
 }
 
 /// A client whose every authentication check passed except the single use of its
@@ -99,15 +102,15 @@ pub fn authenticate<'c>(
 /// then [`CheckedClient::confirm`]s it: a refused request uses up nothing (CLI-6, design.md).
 #[derive(Debug)]
 pub struct CheckedClient<'c> {
-    client: &'c Client,
+    client: Cow<'c, Client>,
     certificate: Option<ClientCertificate>,
     replay: Option<keys::JtiMarker>,
 }
 
 impl<'c> CheckedClient<'c> {
     /// The registration.
-    pub fn client(&self) -> &'c Client {
-        self.client
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The certificate presented on this request.
@@ -140,8 +143,9 @@ pub fn check<'c>(
     form: &Form,
     settings: ClientAuthSettings<'c>,
     endpoint: Endpoint,
-    now: UnixTime,
+    deps: &Deps<'_>,
 ) -> Result<CheckedClient<'c>, ProtocolError> {
+    let now = deps.clock.now();
     let certificate = ClientCertificate::presented(request, settings.client_cert_header)?;
     if settings.client_cert_header.mtls() && certificate.is_none() {
         return Err(invalid("a client certificate is required (mTLS)"));
@@ -161,13 +165,16 @@ pub fn check<'c>(
         ));
     }
     let (client, replay) = if assertion {
-        let (client, replay) = private_key_jwt(form, settings, endpoint, now)?;
+        let (client, replay) = private_key_jwt(form, settings, endpoint, deps, now)?;
         (client, Some(replay))
     } else {
-        (tls_client_auth(form, settings, certificate.as_ref())?, None)
+        (
+            tls_client_auth(form, settings, certificate.as_ref(), deps, now)?,
+            None,
+        )
     };
     if endpoint == Endpoint::Token {
-        check_organisation(client, certificate.as_ref())?;
+        check_organisation(&client, certificate.as_ref())?;
     }
     Ok(CheckedClient {
         client,
@@ -182,8 +189,9 @@ fn private_key_jwt<'c>(
     form: &Form,
     settings: ClientAuthSettings<'c>,
     endpoint: Endpoint,
+    deps: &Deps<'_>,
     now: UnixTime,
-) -> Result<(&'c Client, keys::JtiMarker), ProtocolError> {
+) -> Result<(Cow<'c, Client>, keys::JtiMarker), ProtocolError> {
     if form.get("client_assertion_type") != Some(JWT_BEARER) {
         return Err(invalid(
             "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
@@ -196,10 +204,7 @@ fn private_key_jwt<'c>(
     // before the signature verifies.
     let claimed =
         unverified_issuer(assertion).ok_or(invalid("the client assertion is malformed"))?;
-    let client = settings
-        .clients
-        .get(&claimed)
-        .ok_or(invalid("unknown client"))?;
+    let client = find(settings, &claimed, deps, now)?;
     if client.auth_method != AuthMethod::PrivateKeyJwt {
         return Err(invalid("the client is not registered for private_key_jwt"));
     }
@@ -274,10 +279,8 @@ fn private_key_jwt<'c>(
         .str("jti")
         .filter(|j| !j.is_empty())
         .ok_or(invalid("the client assertion has no jti"))?;
-    Ok((
-        client,
-        keys::assertion_jti(&client.client_id, jti, exp + SKEW, now),
-    ))
+    let marker = keys::assertion_jti(&client.client_id, jti, exp + SKEW, now);
+    Ok((client, marker))
 }
 
 /// The `iss` claim of a JWS whose signature has not been checked: used only to pick the keys.
@@ -293,14 +296,13 @@ fn tls_client_auth<'c>(
     form: &Form,
     settings: ClientAuthSettings<'c>,
     certificate: Option<&ClientCertificate>,
-) -> Result<&'c Client, ProtocolError> {
+    deps: &Deps<'_>,
+    now: UnixTime,
+) -> Result<Cow<'c, Client>, ProtocolError> {
     let client_id = form
         .get("client_id")
         .ok_or(invalid("client authentication is required"))?;
-    let client = settings
-        .clients
-        .get(client_id)
-        .ok_or(invalid("unknown client"))?;
+    let client = find(settings, client_id, deps, now)?;
     if client.auth_method != AuthMethod::TlsClientAuth {
         return Err(invalid("the client is not registered for tls_client_auth"));
     }
@@ -317,6 +319,19 @@ fn tls_client_auth<'c>(
         ));
     }
     Ok(client)
+}
+
+/// The client `client_id`, static or registered ([`registration::lookup`]): a deleted
+/// registration is unknown at once (REG-36).
+fn find<'c>(
+    settings: ClientAuthSettings<'c>,
+    client_id: &str,
+    deps: &Deps<'_>,
+    now: UnixTime,
+) -> Result<Cow<'c, Client>, ProtocolError> {
+    registration::lookup(settings.clients, deps.store, client_id, now)
+        .map_err(|_| ProtocolError::ServerError("the store is unavailable"))?
+        .ok_or(invalid("unknown client"))
 }
 
 /// CLI-10 [decision: enforced at the token endpoint]: a client registered with its
@@ -376,7 +391,13 @@ mod tests {
             clients: &config.clients,
             client_cert_header: &ClientCertHeader::load(&std::collections::HashMap::new()).unwrap(),
         };
-        authenticate(&request, &form, settings, endpoint, store, NOW)
+        let deps = Deps {
+            store,
+            clock: &crate::clock::FixedClock(NOW),
+            random: &crate::clock::CountingRandom::default(),
+            fetch: &crate::client::fetch::NoFetch,
+        };
+        authenticate(&request, &form, settings, endpoint, &deps)
             .map(|c| c.client().client_id.clone())
     }
 

@@ -7,9 +7,15 @@
 //! - [`certificate`]: the client certificate the TLS-terminating proxy forwards (CLI-8/9).
 //! - [`dn`]: RFC 4514 distinguished names, for `tls_client_auth_subject_dn`.
 //! - [`fetch`]: outbound HTTP, for keys published by `jwks_uri` (KEY-10…18).
+//! - [`ssa`]: the Directory's software statement and its binding to the client certificate
+//!   (REG-7…15).
+//! - [`registration`]: dynamic registrations: metadata rules, records, and the one client
+//!   lookup every endpoint uses (REG-16…31).
 
 pub mod auth;
 pub mod certificate;
 pub mod dn;
 pub mod fetch;
+pub mod registration;
 pub mod registry;
+pub mod ssa;

@@ -67,7 +67,7 @@ impl BcAuthorizeEndpoint {
     pub fn handle(&self, request: &Request, deps: &Deps<'_>) -> Response {
         let refusal = |e| client_auth::refusal(e, request, Endpoint::BackchannelAuthentication);
         let now = deps.clock.now();
-        let (form, client) = match self.authenticate(request, now) {
+        let (form, client) = match self.authenticate(request, deps) {
             Ok(authenticated) => authenticated,
             Err(e) => return refusal(e),
         };
@@ -86,7 +86,7 @@ impl BcAuthorizeEndpoint {
     fn authenticate(
         &self,
         request: &Request,
-        now: UnixTime,
+        deps: &Deps<'_>,
     ) -> Result<(Form, CheckedClient<'_>), ProtocolError> {
         if request.method != Method::Post {
             return Err(ProtocolError::MethodNotAllowed(
@@ -94,7 +94,7 @@ impl BcAuthorizeEndpoint {
             ));
         }
         let form = Form::parse(request)?;
-        let client = self.authenticate_client(request, &form, now)?;
+        let client = self.authenticate_client(request, &form, deps)?;
         Ok((form, client))
     }
 
@@ -141,7 +141,7 @@ impl BcAuthorizeEndpoint {
         &self,
         request: &Request,
         form: &Form,
-        now: UnixTime,
+        deps: &Deps<'_>,
     ) -> Result<CheckedClient<'_>, ProtocolError> {
         let settings = ClientAuthSettings {
             issuer: &self.issuer,
@@ -153,7 +153,7 @@ impl BcAuthorizeEndpoint {
             form,
             settings,
             Endpoint::BackchannelAuthentication,
-            now,
+            deps,
         )
     }
 

@@ -122,7 +122,10 @@ impl DeviceEndpoint {
             (Method::Get, ["requests", id]) => {
                 let (reference, stored) = self.find(id, deps, now)?;
                 let request = redeemed(stored.data, &reference, deps, now)?;
-                Ok(Response::json(200, &self.view(&request, id, now)))
+                Ok(Response::json(
+                    200,
+                    &self.view(&request, id, deps.store, now),
+                ))
             }
             (Method::Post, ["requests", id, "approve"]) => self.approve(request, id, deps, now),
             (Method::Post, ["requests", id, "deny"]) => self.deny(id, deps, now),
@@ -225,8 +228,23 @@ impl DeviceEndpoint {
     }
 
     /// AD-2: what the holder must see to decide.
-    fn view(&self, request: &AuthRequest, reference: &str, now: UnixTime) -> Value {
-        let client = self.config.clients.get(&request.client_id);
+    fn view(
+        &self,
+        request: &AuthRequest,
+        reference: &str,
+        store: &dyn crate::store::KeyValue,
+        now: UnixTime,
+    ) -> Value {
+        // Static or registered (REG-30); a registration that cannot be read shows no name.
+        let client = crate::client::registration::lookup(
+            &self.config.clients,
+            store,
+            &request.client_id,
+            now,
+        )
+        .ok()
+        .flatten();
+        let client = client.as_deref();
         let mut view = json!({
             "id": reference,
             "status": request.state(now),
@@ -257,7 +275,7 @@ impl DeviceEndpoint {
         deps: &Deps<'_>,
         now: UnixTime,
     ) -> Result<Value, ProtocolError> {
-        let mut view = self.view(request, reference, now);
+        let mut view = self.view(request, reference, deps.store, now);
         if let Ok(consent) = self.consent(&request.consent_id, deps, now) {
             let consent = consent.at(now);
             view["consent"] = json!({
@@ -407,7 +425,7 @@ impl DeviceEndpoint {
             }
             return Err(e);
         }
-        let mut view = self.view(&approved, &reference, now);
+        let mut view = self.view(&approved, &reference, deps.store, now);
         view["consent_status"] = json!(authorised.status);
         Ok(Response::json(200, &view))
     }
@@ -448,7 +466,10 @@ impl DeviceEndpoint {
         self.write(&reference, &stored, &denied, deps)?;
         crate::consent::follow_decision(deps.store, &denied, &reference, now, deps.random)
             .map_err(store_error)?;
-        Ok(Response::json(200, &self.view(&denied, &reference, now)))
+        Ok(Response::json(
+            200,
+            &self.view(&denied, &reference, deps.store, now),
+        ))
     }
 
     /// Swaps in the request's next state; a concurrent decision makes this one lose (AD-4:

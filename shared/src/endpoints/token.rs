@@ -66,14 +66,7 @@ impl TokenEndpoint {
             clients: &self.clients,
             client_cert_header: &self.client_cert_header,
         };
-        let client = authenticate(
-            request,
-            &form,
-            settings,
-            Endpoint::Token,
-            deps.store,
-            deps.clock.now(),
-        )?;
+        let client = authenticate(request, &form, settings, Endpoint::Token, deps)?;
         let grant_type = form.require("grant_type", "grant_type is required")?;
         let grant = GrantType::parse(grant_type).ok_or(ProtocolError::UnsupportedGrantType(
             "this grant_type is not supported",
