@@ -18,6 +18,8 @@ pub const TOKEN_PATH: &str = "/token";
 pub const USERINFO_PATH: &str = "/userinfo";
 /// Route of the backchannel authentication endpoint.
 pub const BC_AUTHORIZE_PATH: &str = "/bc-authorize";
+/// Route of dynamic client registration (REG-1).
+pub const REGISTER_PATH: &str = "/register";
 
 /// `acr` values of the profile (BR-CIBA 5.2.2-5/6, DISC-9).
 pub const ACR_LOA2: &str = "urn:brasil:openbanking:loa2";
@@ -111,11 +113,14 @@ impl DiscoverySettings {
             "scopes_supported": scopes,
         });
         // DISC-3: one proxy serves every endpoint over mTLS, so the aliases repeat the URLs.
+        // REG-2: registration needs mTLS (REG-3), so it is offered only with it.
         if mtls {
+            doc["registration_endpoint"] = json!(issuer.url(REGISTER_PATH));
             doc["mtls_endpoint_aliases"] = json!({
                 "token_endpoint": issuer.url(TOKEN_PATH),
                 "userinfo_endpoint": issuer.url(USERINFO_PATH),
                 "backchannel_authentication_endpoint": issuer.url(BC_AUTHORIZE_PATH),
+                "registration_endpoint": issuer.url(REGISTER_PATH),
             });
         }
         doc

@@ -28,8 +28,7 @@ use crate::jose::b64url;
 use crate::jose::jwk::{KeyUse, PublicJwk, RawJwkSet};
 use crate::store::{KeyValue, Swap, keys, record};
 
-/// The route of registration (REG-1).
-pub const REGISTER_PATH: &str = "/register";
+use crate::discovery::REGISTER_PATH;
 
 fn store_error<E>(_: E) -> ProtocolError {
     ProtocolError::ServerError("the store is unavailable")
@@ -421,21 +420,25 @@ fn already_registered() -> ProtocolError {
     )
 }
 
-/// REG-29's policy check, in REG-11's order: a software with a live registration.
+/// REG-29's policy check, in REG-11's order: a software with a live registration. The claim
+/// ([`persist_new`]) is a counter, and counters are encoded differently by each store, so only
+/// its presence is read: it exists exactly while a registration holds the software.
 fn check_software_free(store: &dyn KeyValue, software_id: &str) -> Result<(), ProtocolError> {
-    // The claim is a counter, read by adding nothing (counters are only read that way).
-    let taken = store
-        .increment(&keys::software(software_id), 0)
-        .map_err(store_error)?;
-    if taken > 0 {
+    if store
+        .get(&keys::software(software_id))
+        .map_err(store_error)?
+        .is_some()
+    {
         return Err(already_registered());
     }
     Ok(())
 }
 
-/// REG-29…31: claims the software (the first to take its counter from 0 to 1 wins, on any
-/// store: [`KeyValue::increment`] is atomic where compare-and-swap on an absent key is not),
-/// then writes the RAT record, then the client, last. A failure takes back what was written.
+/// REG-29…31: claims the software, then writes the RAT record, then the client, last. The
+/// claim is a counter that only one registration can take from 0 to 1, on any store
+/// ([`KeyValue::increment`] is atomic, where a compare-and-swap on an absent key is an upsert
+/// on Spin's SQLite store); a loser leaves it as it is (the software is taken either way). A
+/// failure after the claim takes back what was written, the claim last.
 fn persist_new(
     deps: &Deps<'_>,
     registration: &Registration,
@@ -444,7 +447,6 @@ fn persist_new(
     let software = keys::software(&registration.metadata.software_id);
     let claimed = deps.store.increment(&software, 1).map_err(store_error)?;
     if claimed != 1 {
-        let _ = deps.store.increment(&software, -1);
         return Err(already_registered());
     }
     let rat_key = keys::registration_access_token(rat);
