@@ -284,7 +284,7 @@ fn private_key_jwt<'c>(
 }
 
 /// The `iss` claim of a JWS whose signature has not been checked: used only to pick the keys.
-pub(crate) fn unverified_issuer(compact: &str) -> Option<String> {
+pub fn unverified_issuer(compact: &str) -> Option<String> {
     let payload = compact.split('.').nth(1)?;
     let bytes = crate::jose::b64url_decode(payload)?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;

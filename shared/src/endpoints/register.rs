@@ -487,9 +487,11 @@ fn delete(store: &dyn KeyValue, registered: &Registration) -> Result<(), Protoco
     store
         .delete(&keys::registered_client(&registered.client_id))
         .map_err(store_error)?;
-    let _ = store.delete(&keys::registration_access_token_by_hash(
-        &registered.rat_hash,
-    ));
-    let _ = store.delete(&keys::software(&registered.metadata.software_id));
+    // Best effort, in one call: a RAT left behind names a client that no longer exists
+    // (REG-33 refuses it), and a software claim left behind is what REG-29 would refuse.
+    let _ = store.delete_many(&[
+        &keys::registration_access_token_by_hash(&registered.rat_hash),
+        &keys::software(&registered.metadata.software_id),
+    ]);
     Ok(())
 }

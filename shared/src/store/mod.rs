@@ -15,6 +15,7 @@
 
 pub mod keys;
 pub mod memory;
+pub mod prefetch;
 pub mod purge;
 pub mod record;
 
