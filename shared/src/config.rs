@@ -52,6 +52,10 @@ pub mod var {
     /// JSON array of the `x5t#S256` thumbprints of the certificates the bank's backend
     /// presents on `/device/...` (required while `client_cert_header` is set).
     pub const DEVICE_API_CERTIFICATES: &str = "device_api_certificates";
+    /// Comma-separated origins from which `jwks_uri`s may be fetched (KEY-10).
+    pub const JWKS_ALLOWED_HOSTS: &str = "jwks_allowed_hosts";
+    /// Seconds a fetched JWK Set stays fresh (KEY-12).
+    pub const CLIENT_JWKS_TTL: &str = "client_jwks_ttl";
 }
 
 /// A variable that is missing or bad. Its text names the variable and the problem only.

@@ -99,6 +99,11 @@ pub enum ProtocolError {
     /// (BCA-31). CIBA 13's code for requests the OP refuses on its own; the status and header
     /// of RFC 6585 4 tell HTTP clients to retry later.
     TooManyRequests(&'static str, u32),
+    /// `temporarily_unavailable` with 503 and `Retry-After` (its seconds): something this
+    /// server depends on is down and nothing cached can stand in, such as a client's key set
+    /// that cannot be fetched (registration.md KEY-14). Not the client's fault, so never
+    /// `invalid_client`.
+    RetryLater(&'static str, u32),
 }
 
 impl ProtocolError {
@@ -135,6 +140,7 @@ impl ProtocolError {
             Self::InvalidSoftwareStatement(_) => "invalid_software_statement",
             Self::UnapprovedSoftwareStatement(_) => "unapproved_software_statement",
             Self::InvalidWebhookUris(_) => "invalid_webhook_uris",
+            Self::RetryLater(..) => "temporarily_unavailable",
         }
     }
 
@@ -170,7 +176,8 @@ impl ProtocolError {
             | Self::InvalidSoftwareStatement(d)
             | Self::UnapprovedSoftwareStatement(d)
             | Self::InvalidWebhookUris(d)
-            | Self::TooManyRequests(d, _) => d,
+            | Self::TooManyRequests(d, _)
+            | Self::RetryLater(d, _) => d,
         }
     }
 
@@ -222,6 +229,7 @@ impl ProtocolError {
             Self::ServerError(_) => 500,
             Self::TemporarilyUnavailable(_) => 503,
             Self::TooManyRequests(..) => 429,
+            Self::RetryLater(..) => 503,
         }
     }
 
@@ -255,7 +263,7 @@ impl ProtocolError {
                 format!("Bearer error=\"{}\"", self.code()),
             ));
         }
-        if let Self::TooManyRequests(_, retry_after) = self {
+        if let Self::TooManyRequests(_, retry_after) | Self::RetryLater(_, retry_after) = self {
             response
                 .headers
                 .push(("retry-after", retry_after.to_string()));
@@ -323,6 +331,21 @@ mod tests {
             401
         );
         assert_eq!(ProtocolError::ServerError("x").status(Endpoint::Jwks), 500);
+    }
+
+    #[test]
+    fn key_14_retry_later_is_503_temporarily_unavailable_with_retry_after() {
+        for endpoint in [
+            Endpoint::Token,
+            Endpoint::BackchannelAuthentication,
+            Endpoint::Device,
+        ] {
+            let r = ProtocolError::RetryLater("x", 30).to_response(endpoint);
+            assert_eq!(r.status, 503);
+            assert_eq!(r.header("retry-after"), Some("30"));
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(v["error"], "temporarily_unavailable");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod expiry;
 mod faults;
 mod host;
 mod jwks;
+mod keys;
 mod lifecycle;
 mod limits;
 mod one_grant;

@@ -7,14 +7,12 @@
 //! failure leaves no client behind (REG-29…31). DCM runs mTLS, the RAT, the certificate
 //! binding (REG-33, REG-15), then what the method needs.
 
-use std::sync::Arc;
-
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
 use super::Deps;
 use crate::client::certificate::ClientCertificate;
-use crate::client::fetch::FetchRequest;
+use crate::client::keystore::{AllowedOrigins, JwksUri, Keystore};
 use crate::client::registration::{
     self, NEVER, RatRecord, Registration, RegistrationPolicy, var as reg_var,
 };
@@ -25,7 +23,7 @@ use crate::config::{ClientCertHeader, ConfigError, Issuer, Variables, required, 
 use crate::error::{Endpoint, ProtocolError};
 use crate::http::{Method, Request, Response};
 use crate::jose::b64url;
-use crate::jose::jwk::{KeyUse, PublicJwk, RawJwkSet};
+use crate::jose::jwk::KeyUse;
 use crate::store::{KeyValue, Swap, keys, record};
 
 use crate::discovery::REGISTER_PATH;
@@ -54,7 +52,9 @@ pub struct RegisterEndpoint {
     clients: Clients,
     client_cert_header: ClientCertHeader,
     ssa_issuer: String,
-    ssa_jwks_uri: String,
+    ssa_jwks_uri: JwksUri,
+    allowed: AllowedOrigins,
+    keystore: Keystore,
     policy: RegistrationPolicy,
 }
 
@@ -68,19 +68,22 @@ impl RegisterEndpoint {
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| default.to_string()))
         };
-        let ssa_jwks_uri = text(reg_var::SSA_JWKS_URI, registration::DEFAULT_SSA_JWKS_URI)?;
-        if !(ssa_jwks_uri.starts_with("https://") || loopback_http(&ssa_jwks_uri)) {
-            return Err(ConfigError::new(
+        // KEY-17: the Directory's keystore is fetched under the same rules as clients' (KEY-10).
+        let allowed = AllowedOrigins::load(vars)?;
+        let ssa_jwks_uri = allowed
+            .jwks_uri(&text(
                 reg_var::SSA_JWKS_URI,
-                "must be an https URL (plain http only for a loopback host)",
-            ));
-        }
+                registration::DEFAULT_SSA_JWKS_URI,
+            )?)
+            .map_err(|why| ConfigError::new(reg_var::SSA_JWKS_URI, why.to_string()))?;
         Ok(Self {
             issuer: Issuer::parse(&required(vars, var::ISSUER)?)?,
             clients: Clients::load(vars)?,
             client_cert_header: ClientCertHeader::load(vars)?,
             ssa_issuer: text(reg_var::SSA_ISSUER, registration::DEFAULT_SSA_ISSUER)?,
             ssa_jwks_uri,
+            allowed,
+            keystore: Keystore::load(vars)?,
             policy: RegistrationPolicy::load(vars)?,
         })
     }
@@ -302,12 +305,16 @@ impl RegisterEndpoint {
                 "software_statement is required",
             ))?;
         let header = SsaHeader::read(compact)?;
-        let key = self.directory_key(deps, header.kid())?.ok_or(
-            ProtocolError::InvalidSoftwareStatement(
+        // KEY-17: an unknown kid forces one refetch (KEY-13); an outage beyond the stale
+        // window is 503 (KEY-14).
+        let key = self
+            .keystore
+            .key(deps, &self.ssa_jwks_uri, header.kid(), KeyUse::Signature)?
+            .ok_or(ProtocolError::InvalidSoftwareStatement(
                 "the software statement kid is not a Directory key",
-            ),
-        )?;
-        let allowed = |uri: &str| uri.starts_with("https://") || loopback_http(uri);
+            ))?;
+        // REG-11, KEY-10: the software's keystore is on `jwks_allowed_hosts`.
+        let allowed = |uri: &str| self.allowed.jwks_uri(uri).is_ok();
         ssa::verify(
             compact,
             &header,
@@ -318,35 +325,6 @@ impl RegisterEndpoint {
             },
             now,
         )
-    }
-
-    /// The Directory's SSA signing key `kid`, from `ssa_jwks_uri` (KEY-17).
-    fn directory_key(
-        &self,
-        deps: &Deps<'_>,
-        kid: &str,
-    ) -> Result<Option<Arc<PublicJwk>>, ProtocolError> {
-        let unavailable =
-            ProtocolError::TemporarilyUnavailable("the Directory's keystore cannot be reached");
-        let response = deps
-            .fetch
-            .get(&FetchRequest {
-                url: &self.ssa_jwks_uri,
-                timeout: std::time::Duration::from_secs(3),
-                max_body: 256 * 1024,
-            })
-            .map_err(|_| unavailable)?;
-        if response.status != 200 {
-            return Err(unavailable);
-        }
-        let set: RawJwkSet = serde_json::from_slice(&response.body).map_err(|_| unavailable)?;
-        Ok(set
-            .keys
-            .into_iter()
-            .filter(|k| !k.is_encryption_key())
-            .filter_map(|k| k.into_public(KeyUse::Signature).ok())
-            .find(|k| k.kid == kid)
-            .map(Arc::new))
     }
 
     /// `registration_client_uri`: the path form (REG-1, REG-28).
@@ -364,23 +342,6 @@ impl RegisterEndpoint {
         }
         Err(ProtocolError::ServerError("no fresh client_id"))
     }
-}
-
-/// `http://` to a loopback host: a Directory stand-in for sandboxes and tests (KEY-10).
-fn loopback_http(uri: &str) -> bool {
-    let Some(rest) = uri.strip_prefix("http://") else {
-        return false;
-    };
-    let host = rest.split(['/', '?']).next().unwrap_or_default();
-    let host = match host.rsplit_once(':') {
-        Some((h, port)) if !h.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    };
-    host == "localhost"
-        || host == "[::1]"
-        || host.strip_prefix("127.").is_some_and(|r| {
-            r.split('.').count() == 3 && r.split('.').all(|p| p.parse::<u8>().is_ok())
-        })
 }
 
 /// `n` random bytes as base64url (REG-28, REG-31).

@@ -399,3 +399,9 @@ pub fn registration_access_token_by_hash(hash: &str) -> String {
 pub fn software(software_id: &str) -> String {
     format!("software:{}", digest(software_id))
 }
+
+/// The stored copy of the JWK Set fetched from a `jwks_uri` (KEY-12): one per URI, shared by
+/// every client that uses it, under the URI's hash.
+pub fn jwks(uri: &str) -> String {
+    format!("jwks:{}", digest(uri))
+}
