@@ -297,8 +297,9 @@ async fn run() -> anyhow::Result<()> {
             let origin = format!("http://{keystore}");
             args.overrides.set_default("ssa_issuer", DEV_SSA_ISSUER);
             args.overrides
-                .set_default("ssa_jwks_uri", &format!("{origin}/openbanking.jwks"));
-            args.overrides.set_default("jwks_allowed_hosts", &origin);
+                .set_default("ssa_jwks_uri", format!("{origin}/openbanking.jwks"));
+            args.overrides
+                .set_default("jwks_allowed_hosts", origin.clone());
             let listener = tokio::net::TcpListener::bind(keystore)
                 .await
                 .with_context(|| format!("cannot listen on {keystore}"))?;

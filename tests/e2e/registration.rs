@@ -180,7 +180,11 @@ fn brazildcr_client_delete_reg_36() {
     assert_refused(&r, 401, Some("invalid_token"), &id);
     let r = cc_token(&s.server, &tpp, &id, "consents");
     assert_refused(&r, 401, Some("invalid_client"), "");
-    assert_eq!(consents(&access_token).status, 401, "tokens die with the client");
+    assert_eq!(
+        consents(&access_token).status,
+        401,
+        "tokens die with the client"
+    );
 }
 
 /// `brazildcr-invalid-registration-access-token`: a bogus RAT gets 401 without `client_id`
@@ -205,7 +209,14 @@ fn brazildcr_invalid_registration_access_token_reg_33() {
     // The RAT on another client's path is refused and kept.
     let other = Tpp::new(&s.directory);
     let (other_id, _) = ids(&register(&s.server, &other, &other.registration(now())));
-    let r = manage(&s.server, "GET", &other_id, Some(&tpp.cert), Some(&rat), None);
+    let r = manage(
+        &s.server,
+        "GET",
+        &other_id,
+        Some(&tpp.cert),
+        Some(&rat),
+        None,
+    );
     assert_refused(&r, 401, Some("invalid_token"), &other_id);
     let r = manage(&s.server, "DELETE", &id, Some(&tpp.cert), Some(&rat), None);
     assert_eq!(r.status, 204, "{}", text(&r));
@@ -312,7 +323,14 @@ fn brazildcr_update_client_config_reg_35() {
     let (id, rat) = ids(&created);
     let mut body = update_body(&tpp, &created);
     body["redirect_uris"] = json!([tpp.redirect_uris[1]]);
-    let r = manage(&s.server, "PUT", &id, Some(&tpp.cert), Some(&rat), Some(&body));
+    let r = manage(
+        &s.server,
+        "PUT",
+        &id,
+        Some(&tpp.cert),
+        Some(&rat),
+        Some(&body),
+    );
     assert_eq!(r.status, 200, "{}", text(&r));
     let updated = r.json();
     assert_eq!(updated["client_id"], json!(id));
@@ -329,15 +347,36 @@ fn brazildcr_update_client_config_reg_35() {
     assert_refused(&r, 401, Some("invalid_client"), &id);
     let r = manage(&s.server, "PUT", &id, None, Some(&rat), Some(&again));
     assert_refused(&r, 401, Some("invalid_client"), &id);
-    let r = manage(&s.server, "PUT", &id, Some(&tpp.cert), Some("bogus"), Some(&again));
+    let r = manage(
+        &s.server,
+        "PUT",
+        &id,
+        Some(&tpp.cert),
+        Some("bogus"),
+        Some(&again),
+    );
     assert_refused(&r, 401, Some("invalid_token"), &id);
     let mut no_ssa = again.clone();
     no_ssa.as_object_mut().unwrap().remove("software_statement");
-    let r = manage(&s.server, "PUT", &id, Some(&tpp.cert), Some(&rat), Some(&no_ssa));
+    let r = manage(
+        &s.server,
+        "PUT",
+        &id,
+        Some(&tpp.cert),
+        Some(&rat),
+        Some(&no_ssa),
+    );
     assert_refused(&r, 400, None, "");
     let mut bad_ssa = again.clone();
     bad_ssa["software_statement"] = json!("not.a.jws");
-    let r = manage(&s.server, "PUT", &id, Some(&tpp.cert), Some(&rat), Some(&bad_ssa));
+    let r = manage(
+        &s.server,
+        "PUT",
+        &id,
+        Some(&tpp.cert),
+        Some(&rat),
+        Some(&bad_ssa),
+    );
     assert_refused(&r, 400, Some("invalid_software_statement"), "");
     let r = manage(&s.server, "GET", &id, Some(&tpp.cert), Some(&rat), None);
     assert_eq!(r.json()["redirect_uris"], json!([tpp.redirect_uris[1]]));
@@ -351,7 +390,14 @@ fn put_change(change: impl Fn(&mut Value, &Tpp)) -> (Response, Value, Value) {
     let (id, rat) = ids(&created);
     let mut body = update_body(&tpp, &created);
     change(&mut body, &tpp);
-    let r = manage(&s.server, "PUT", &id, Some(&tpp.cert), Some(&rat), Some(&body));
+    let r = manage(
+        &s.server,
+        "PUT",
+        &id,
+        Some(&tpp.cert),
+        Some(&rat),
+        Some(&body),
+    );
     let after = manage(&s.server, "GET", &id, Some(&tpp.cert), Some(&rat), None).json();
     (r, created, after)
 }
@@ -478,21 +524,34 @@ fn reg_13_14_certificate_uid_and_organization_identifier_bind_to_the_ssa() {
     for (case, subject) in [
         (
             "another software",
-            format!("UID={},2.5.4.97=OFBBR-{},CN=x,C=BR", other.software_id, tpp.org_id),
+            format!(
+                "UID={},2.5.4.97=OFBBR-{},CN=x,C=BR",
+                other.software_id, tpp.org_id
+            ),
         ),
         (
             "another organisation",
-            format!("UID={},2.5.4.97=OFBBR-{},CN=x,C=BR", tpp.software_id, other.org_id),
+            format!(
+                "UID={},2.5.4.97=OFBBR-{},CN=x,C=BR",
+                tpp.software_id, other.org_id
+            ),
         ),
         (
             "UID under 2.5.4.45",
-            format!("2.5.4.45={},2.5.4.97=OFBBR-{},CN=x,C=BR", tpp.software_id, tpp.org_id),
+            format!(
+                "2.5.4.45={},2.5.4.97=OFBBR-{},CN=x,C=BR",
+                tpp.software_id, tpp.org_id
+            ),
         ),
     ] {
         let cert = certificate_header(&subject);
         let r = post_registration(&s.server, Some(&cert), &tpp.registration(now()));
         assert_eq!(r.status, 400, "{case}: {}", text(&r));
-        assert_eq!(r.json()["error"], json!("unapproved_software_statement"), "{case}");
+        assert_eq!(
+            r.json()["error"],
+            json!("unapproved_software_statement"),
+            "{case}"
+        );
     }
     register(&s.server, &tpp, &tpp.registration(now()));
 }
@@ -538,7 +597,10 @@ fn reg_29_concurrent_registrations_of_one_software_exactly_one_wins() {
             1,
             "{statuses:?}"
         );
-        assert!(statuses.iter().all(|s| *s == 201 || *s == 400), "{statuses:?}");
+        assert!(
+            statuses.iter().all(|s| *s == 201 || *s == 400),
+            "{statuses:?}"
+        );
     }
 }
 
@@ -583,8 +645,12 @@ fn reg_30_36_registered_client_runs_the_ciba_flow_and_delete_stops_it() {
             "scope": format!("openid consent:{consent_id}"),
             "login_hint": consent_id,
         });
-        let request =
-            e2e::assertion::sign("PS256", &tpp.key, &tpp.kid, claims.as_object().unwrap().clone());
+        let request = e2e::assertion::sign(
+            "PS256",
+            &tpp.key,
+            &tpp.kid,
+            claims.as_object().unwrap().clone(),
+        );
         let body = format!(
             "request={request}&{}",
             tpp.client_auth(&id, &server.base, now())
@@ -617,7 +683,12 @@ fn reg_30_36_registered_client_runs_the_ciba_flow_and_delete_stops_it() {
     let pending = poll(&auth_req_id);
     assert_eq!(pending.json()["error"], json!("authorization_pending"));
     let view = device("GET", &format!("/requests/{auth_req_id}"), None);
-    assert_eq!(view.json()["client_name"], json!("TPP App"), "{}", text(&view));
+    assert_eq!(
+        view.json()["client_name"],
+        json!("TPP App"),
+        "{}",
+        text(&view)
+    );
     let approved = device(
         "POST",
         &format!("/requests/{auth_req_id}/approve"),
@@ -666,7 +737,10 @@ fn reg_1_6_methods_and_headers() {
     assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
     assert_eq!(r.header("content-type"), Some("application/json"));
     let r = s.server.send("PATCH", "/register/abc", &[], b"");
-    assert_eq!((r.status, r.header("allow")), (405, Some("GET, PUT, DELETE")));
+    assert_eq!(
+        (r.status, r.header("allow")),
+        (405, Some("GET, PUT, DELETE"))
+    );
     assert!(r.header("x-fapi-interaction-id").is_some());
     assert_eq!(r.header("pragma"), Some("no-cache"));
 }

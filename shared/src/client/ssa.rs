@@ -86,7 +86,9 @@ pub struct SsaRole {
 }
 
 /// An SSA whose signature verified with a Directory key and whose `iss`, `iat`, `exp` and
-/// required claims passed (REG-8…11). Only [`verify`] builds one.
+/// required claims passed (REG-8…11). Only [`verify`] builds one: the private field keeps
+/// even the rest of this crate from making one (`#[non_exhaustive]` would not).
+#[allow(clippy::manual_non_exhaustive)]
 #[derive(Debug, Clone)]
 pub struct VerifiedSoftwareStatement {
     /// The JWS as sent, returned unchanged in the registration (REG-28).
