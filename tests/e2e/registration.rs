@@ -744,3 +744,108 @@ fn reg_1_6_methods_and_headers() {
     assert!(r.header("x-fapi-interaction-id").is_some());
     assert_eq!(r.header("pragma"), Some("no-cache"));
 }
+
+/// Issue 17 item 7 (KEY-15): once its keys are cached, a registered client's pending poll
+/// makes as many key-value calls as a static client's (its registration is read in the same
+/// batched read as its request) and no outbound request. Prints both.
+#[test]
+fn reg_30_a_registered_clients_pending_poll_costs_a_static_clients_store_calls() {
+    let directory = start_directory();
+    let ciba = e2e::ciba::Ciba::with(Server::bundle(dcr_variables(&directory)));
+    let server = &ciba.server;
+    let tpp = Tpp::new(&directory);
+    let (id, _) = ids(&register(server, &tpp, &tpp.registration(now())));
+    // The static client's pending request.
+    let consent = ciba.lodge("tpp-1", HOLDER_1_CPF, None);
+    let static_req = ciba.start_with_login_hint("tpp-1", &consent);
+    // The registered client's.
+    let token = cc_token(server, &tpp, &id, "consents");
+    let token = token.json()["access_token"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {token}");
+    let lodged = server.send(
+        "POST",
+        "/open-banking/consents/v3/consents",
+        &[
+            ("authorization", &auth),
+            (CERT_HEADER, &tpp.cert),
+            ("content-type", "application/json"),
+        ],
+        json!({ "data": {
+            "loggedUser": { "document": { "identification": HOLDER_1_CPF, "rel": "CPF" } },
+            "permissions": ["ACCOUNTS_READ", "RESOURCES_READ"],
+        }})
+        .to_string()
+        .as_bytes(),
+    );
+    let consent = lodged.json()["data"]["consentId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = ciba.now();
+    let claims = json!({
+        "iss": id, "aud": server.base, "iat": t, "nbf": t, "exp": t + 300,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "scope": format!("openid consent:{consent}"), "login_hint": consent,
+    });
+    let request = e2e::assertion::sign(
+        "PS256",
+        &tpp.key,
+        &tpp.kid,
+        claims.as_object().unwrap().clone(),
+    );
+    let body = format!(
+        "request={request}&{}",
+        tpp.client_auth(&id, &server.base, ciba.now())
+    );
+    let r = server.post_form("/bc-authorize", Some(&tpp.cert), &body);
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let registered_req = r.json()["auth_req_id"].as_str().unwrap().to_string();
+    let keystore_hits = directory.hits(&e2e::directory::application_jwks(
+        &tpp.org_id,
+        &tpp.software_id,
+    ));
+    // The fewest calls of three pending polls each (a purge turn adds calls now and then).
+    let calls = |poll: &dyn Fn() -> Response| {
+        (0..3)
+            .map(|_| {
+                server.time.advance(6);
+                server.faults.count();
+                let r = poll();
+                assert_eq!(
+                    r.json()["error"],
+                    json!("authorization_pending"),
+                    "{}",
+                    text(&r)
+                );
+                server.faults.ops()
+            })
+            .min_by_key(Vec::len)
+            .unwrap()
+    };
+    let static_calls = calls(&|| ciba.poll("tpp-1", &static_req));
+    let registered_calls = calls(&|| {
+        let body = format!(
+            "grant_type={}&auth_req_id={registered_req}&{}",
+            GRANT.replace(':', "%3A"),
+            tpp.client_auth(&id, &server.base, ciba.now())
+        );
+        server.post_form("/token", Some(&tpp.cert), &body)
+    });
+    println!(
+        "pending poll, static client:     {} calls {static_calls:?}",
+        static_calls.len()
+    );
+    println!(
+        "pending poll, registered client: {} calls {registered_calls:?}",
+        registered_calls.len()
+    );
+    assert_eq!(registered_calls.len(), static_calls.len());
+    assert_eq!(
+        directory.hits(&e2e::directory::application_jwks(
+            &tpp.org_id,
+            &tpp.software_id
+        )),
+        keystore_hits,
+        "no outbound request on the poll path"
+    );
+}
