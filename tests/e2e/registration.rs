@@ -713,6 +713,8 @@ fn reg_30_36_registered_client_runs_the_ciba_flow_and_delete_stops_it() {
     let r = manage(server, "DELETE", &id, Some(&tpp.cert), Some(&rat), None);
     assert_eq!(r.status, 204);
     assert_eq!(userinfo(&access).status, 401);
+    let r = device("GET", &format!("/requests/{second}"), None);
+    assert_eq!(r.status, 404, "{}", text(&r));
     let r = poll(&second);
     assert_eq!(r.status, 401, "{}", text(&r));
     assert_eq!(r.json()["error"], json!("invalid_client"));

@@ -209,10 +209,27 @@ impl DeviceEndpoint {
                 record::get::<AuthRequest>(deps.store, &keys::auth_request(&reference), now)
                     .map_err(store_error)?
             {
+                // REG-36: a deleted registration's pending requests are gone with it.
+                if !self.client_exists(&stored.data.client_id, deps, now)? {
+                    return Err(not_found);
+                }
                 return Ok((reference, stored));
             }
         }
         Err(not_found)
+    }
+
+    /// Whether the request's client is still registered, static or dynamic (REG-30/36): no
+    /// store call for a static client.
+    fn client_exists(
+        &self,
+        client_id: &str,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<bool, ProtocolError> {
+        crate::client::registration::lookup(&self.config.clients, deps.store, client_id, now)
+            .map(|c| c.is_some())
+            .map_err(store_error)
     }
 
     fn consent(
@@ -311,6 +328,7 @@ impl DeviceEndpoint {
                     .map_err(store_error)?
                 && stored.data.state(now) == State::Pending
                 && stored.data.subject.as_deref() == Some(subject.as_str())
+                && self.client_exists(&stored.data.client_id, deps, now)?
             {
                 requests.push(self.view_with_consent(&stored.data, &reference, deps, now)?);
             }
