@@ -966,3 +966,26 @@ fn reg_21_tls_client_auth_when_allowed_needs_a_matching_dn_in_rfc_4514_names() {
         assert_eq!(r.status, status, "{case}: {:?}", body(&r));
     }
 }
+
+/// REG-11: several failures at once answer the first of certificate, SSA trust, policy,
+/// metadata.
+#[test]
+fn reg_11_the_first_failure_in_order_answers() {
+    let f = Fixture::new();
+    let stranger = certificate("CN=stranger,C=BR").0;
+    let mut bad_metadata = request();
+    bad_metadata["redirect_uris"] = json!(["https://evil.example/cb"]);
+    // Policy (the certificate is not the software's) before metadata.
+    let r = f.call(Method::Post, "", Some(&stranger), None, Some(&bad_metadata));
+    assert_eq!(error(&r), "unapproved_software_statement");
+    // Trust before policy.
+    let mut untrusted = bad_metadata.clone();
+    let mut claims = ssa_claims();
+    claims.insert("iss".into(), json!("Someone else"));
+    untrusted["software_statement"] = json!(sign(&claims, "dir-1"));
+    let r = f.call(Method::Post, "", Some(&stranger), None, Some(&untrusted));
+    assert_eq!(error(&r), "invalid_software_statement");
+    // The certificate before anything.
+    let r = f.call(Method::Post, "", None, None, Some(&untrusted));
+    assert_eq!(error(&r), "invalid_client");
+}
