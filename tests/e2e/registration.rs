@@ -851,3 +851,47 @@ fn reg_30_a_registered_clients_pending_poll_costs_a_static_clients_store_calls()
         "no outbound request on the poll path"
     );
 }
+
+/// KEY-17, KEY-14: an SSA whose kid the Directory does not publish is
+/// invalid_software_statement after one refetch; a Directory keystore that is down, with
+/// nothing cached, is 503 temporarily_unavailable with Retry-After, and nothing is written.
+#[test]
+fn key_17_directory_keys_unknown_kid_and_outage() {
+    let directory = start_directory();
+    let server = Server::bundle_on_disk(dcr_variables(&directory), "key-17-outage");
+    let tpp = Tpp::new(&directory);
+    directory.fail(
+        e2e::directory::OPENBANKING_JWKS,
+        e2e::directory::Outage::Status(500),
+    );
+    let rows = server.store_rows();
+    let r = post_registration(&server, Some(&tpp.cert), &tpp.registration(now()));
+    assert_refused(&r, 503, Some("temporarily_unavailable"), "");
+    assert_eq!(r.header("retry-after"), Some("30"));
+    assert_eq!(server.store_rows(), rows, "nothing written");
+    directory.restore(e2e::directory::OPENBANKING_JWKS);
+    server.time.advance(31);
+    let mut body = tpp.registration(server_now(&server));
+    let claims = tpp.ssa_claims(server_now(&server));
+    body["software_statement"] = json!(
+        jwt_compact::AlgorithmExt::token(
+            &jwt_compact::alg::Rsa::ps256(),
+            &jwt_compact::Header::empty().with_key_id("not-published"),
+            &jwt_compact::Claims::new(claims),
+            e2e::dcr::directory_key(),
+        )
+        .unwrap()
+    );
+    let r = post_registration(&server, Some(&tpp.cert), &body);
+    assert_refused(&r, 400, Some("invalid_software_statement"), "");
+    let r = post_registration(
+        &server,
+        Some(&tpp.cert),
+        &tpp.registration(server_now(&server)),
+    );
+    assert_eq!(r.status, 201, "{}", text(&r));
+}
+
+fn server_now(server: &Server) -> i64 {
+    now() + server.time.seconds()
+}
