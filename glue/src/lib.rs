@@ -12,6 +12,7 @@ use ciba::http::{MAX_BODY_BYTES, Method};
 use http_body_util::{BodyExt, Full};
 use spin_sdk::experimental::wasi::config::store as config;
 
+pub mod fetch;
 pub mod kv;
 
 pub use kv::SpinStore;
@@ -239,13 +240,47 @@ fn log_refusal(endpoint: Endpoint, response: &ciba::http::Response) {
 }
 
 /// Serves one request with an endpoint that needs the store, the clock and randomness:
-/// configuration from [`once`], the `default` store opened for this request.
+/// configuration from [`once`], the `default` store opened for this request. It makes no
+/// outbound request ([`ciba::client::fetch::NoFetch`]), so the component imports no
+/// `wasi:http/outgoing-handler`.
 pub async fn serve_with_state<T: 'static>(
     endpoint: Endpoint,
     request: spin_sdk::http::Request,
     cell: &'static OnceLock<Result<T, ConfigError>>,
     load: impl FnOnce(&dyn Variables) -> Result<T, ConfigError>,
     handle: impl FnOnce(&T, &ciba::http::Request, &ciba::endpoints::Deps<'_>) -> ciba::http::Response,
+) -> http::Response<Full<Bytes>> {
+    serve_with(
+        endpoint,
+        request,
+        cell,
+        load,
+        handle,
+        &ciba::client::fetch::NoFetch,
+    )
+    .await
+}
+
+/// [`serve_with_state`] for an endpoint that fetches keys by `jwks_uri` (token, bc-authorize,
+/// device, register): outbound HTTP through [`fetch::SpinFetch`], within the component's
+/// `allowed_outbound_hosts`.
+pub async fn serve_with_outbound<T: 'static>(
+    endpoint: Endpoint,
+    request: spin_sdk::http::Request,
+    cell: &'static OnceLock<Result<T, ConfigError>>,
+    load: impl FnOnce(&dyn Variables) -> Result<T, ConfigError>,
+    handle: impl FnOnce(&T, &ciba::http::Request, &ciba::endpoints::Deps<'_>) -> ciba::http::Response,
+) -> http::Response<Full<Bytes>> {
+    serve_with(endpoint, request, cell, load, handle, &fetch::SpinFetch).await
+}
+
+async fn serve_with<T: 'static>(
+    endpoint: Endpoint,
+    request: spin_sdk::http::Request,
+    cell: &'static OnceLock<Result<T, ConfigError>>,
+    load: impl FnOnce(&dyn Variables) -> Result<T, ConfigError>,
+    handle: impl FnOnce(&T, &ciba::http::Request, &ciba::endpoints::Deps<'_>) -> ciba::http::Response,
+    fetch: &dyn ciba::client::fetch::Fetch,
 ) -> http::Response<Full<Bytes>> {
     serve(endpoint, request, |request| {
         let configured = once(cell, load)?;
@@ -255,7 +290,7 @@ pub async fn serve_with_state<T: 'static>(
             store: &store,
             clock: &SystemClock,
             random: &OsRandom,
-            fetch: &ciba::client::fetch::NoFetch,
+            fetch,
         };
         Ok(handle(configured, request, &deps))
     })

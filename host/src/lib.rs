@@ -8,6 +8,7 @@ pub mod dev;
 pub mod directory;
 pub mod kv;
 pub mod manifest;
+pub mod outbound;
 pub mod routes;
 pub mod runtime;
 pub mod server;

@@ -75,6 +75,10 @@ pub struct ComponentDecl {
     /// `[component.<id>.variables]`: templates over application variables.
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+    /// `allowed_outbound_hosts`: where it may send HTTP requests, each entry one origin
+    /// pattern, possibly a `{{ variable }}` template ([`crate::outbound`]).
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
     /// `[component.<id>.build]`.
     pub build: Option<BuildDecl>,
 }

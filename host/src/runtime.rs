@@ -71,8 +71,9 @@ pub struct Cas {
     seen: Option<Vec<u8>>,
 }
 
-/// No outbound HTTP: the components declare no `allowed_outbound_hosts`, and Spin denies
-/// requests to hosts not listed there.
+/// No WASIp3 outbound HTTP (`wasi:http/handler` imported): the components fetch through the
+/// WASIp2 `outgoing-handler` ([`crate::outbound`]), so this host answers a WASIp3 request with
+/// `HttpRequestDenied`, whatever its destination.
 struct NoOutbound;
 
 type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, ErrorCode>;
@@ -102,6 +103,7 @@ pub struct Ctx {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: NoOutbound,
+    outbound: crate::outbound::Outbound,
     component: Arc<ComponentEnv>,
 }
 
@@ -175,6 +177,8 @@ pub struct ComponentEnv {
     pub id: String,
     /// Its resolved variables.
     pub variables: HashMap<String, String>,
+    /// Its `allowed_outbound_hosts`, templates resolved.
+    pub allowed_outbound_hosts: Arc<crate::outbound::AllowedHosts>,
     /// `key_value_stores`.
     pub key_value_stores: Vec<String>,
     /// The shared store.
@@ -200,6 +204,16 @@ impl WasiHttpView for Ctx {
             hooks: &mut self.hooks,
             table: &mut self.table,
             ctx: &mut self.http,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::p2::WasiHttpView for Ctx {
+    fn http(&mut self) -> wasmtime_wasi_http::p2::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::p2::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
         }
     }
 }
@@ -501,6 +515,8 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi::p3::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+        // `wasi:http/outgoing-handler` 0.2: what the components fetch with (crate::outbound).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Imports::add_to_linker::<Ctx, HasSelf<Ctx>>(&mut linker, |ctx| ctx)?;
         Ok(Self {
             engine,
@@ -570,7 +586,7 @@ struct Instances {
 }
 
 fn http_view(ctx: &mut Ctx) -> WasiHttpCtxView<'_> {
-    ctx.http()
+    <Ctx as WasiHttpView>::http(ctx)
 }
 
 impl HandlerState for Instances {
@@ -595,6 +611,11 @@ impl HandlerState for Instances {
                 wasi,
                 http: WasiHttpCtx::new(),
                 hooks: NoOutbound,
+                outbound: crate::outbound::Outbound {
+                    id: self.env.id.clone(),
+                    allowed: self.env.allowed_outbound_hosts.clone(),
+                    logs: self.env.logs.clone(),
+                },
                 component: self.env.clone(),
             },
         );

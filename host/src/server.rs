@@ -58,6 +58,7 @@ impl App {
         options: HostOptions<'_>,
     ) -> anyhow::Result<Self> {
         let vars = variables::resolve(manifest, overrides, env)?;
+        let mut outbound = variables::resolve_allowed_hosts(manifest, overrides, env)?;
         let kv = Arc::new(
             match options.store {
                 StoreLocation::File(path) => SqliteKv::open(path)?,
@@ -86,6 +87,9 @@ impl App {
             let env = ComponentEnv {
                 id: route.component.clone(),
                 variables: vars.get(&route.component).cloned().unwrap_or_default(),
+                allowed_outbound_hosts: Arc::new(
+                    outbound.remove(&route.component).unwrap_or_default(),
+                ),
                 key_value_stores: decl.key_value_stores.clone(),
                 kv: kv.clone(),
                 logs: options.logs.clone(),

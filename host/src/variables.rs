@@ -84,6 +84,52 @@ pub fn resolve(
     overrides: &Overrides,
     env: &HashMap<String, String>,
 ) -> anyhow::Result<ComponentVariables> {
+    let app = application_values(manifest, overrides, env)?;
+    let mut out = ComponentVariables::new();
+    for (id, component) in &manifest.component {
+        let mut vars = HashMap::new();
+        for (name, template) in &component.variables {
+            if !valid_name(name) {
+                bail!("component {id}: variable name {name:?} is not valid in Spin");
+            }
+            let value = expand(template, &app)
+                .with_context(|| format!("component {id}, variable {name}"))?;
+            vars.insert(name.clone(), value);
+        }
+        out.insert(id.clone(), vars);
+    }
+    Ok(out)
+}
+
+/// Every component's `allowed_outbound_hosts`, each entry's templates expanded from the
+/// application variables and the result parsed as one entry, as Spin does
+/// (`outbound-networking-config`, `PartialAllowedHostConfig::resolve`).
+pub fn resolve_allowed_hosts(
+    manifest: &Manifest,
+    overrides: &Overrides,
+    env: &HashMap<String, String>,
+) -> anyhow::Result<HashMap<String, crate::outbound::AllowedHosts>> {
+    let app = application_values(manifest, overrides, env)?;
+    let mut out = HashMap::new();
+    for (id, component) in &manifest.component {
+        let entries = component
+            .allowed_outbound_hosts
+            .iter()
+            .map(|entry| expand(entry, &app))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .and_then(|entries| crate::outbound::AllowedHosts::parse(&entries))
+            .with_context(|| format!("component {id}"))?;
+        out.insert(id.clone(), entries);
+    }
+    Ok(out)
+}
+
+/// The application variables' values: overrides, then `SPIN_VARIABLE_*`, then defaults.
+fn application_values<'m>(
+    manifest: &'m Manifest,
+    overrides: &Overrides,
+    env: &HashMap<String, String>,
+) -> anyhow::Result<HashMap<&'m str, String>> {
     for name in overrides.0.keys() {
         if !manifest.variables.contains_key(name) {
             bail!("--variable {name}: the manifest has no application variable of that name");
@@ -110,20 +156,7 @@ pub fn resolve(
             ),
         }
     }
-    let mut out = ComponentVariables::new();
-    for (id, component) in &manifest.component {
-        let mut vars = HashMap::new();
-        for (name, template) in &component.variables {
-            if !valid_name(name) {
-                bail!("component {id}: variable name {name:?} is not valid in Spin");
-            }
-            let value = expand(template, &app)
-                .with_context(|| format!("component {id}, variable {name}"))?;
-            vars.insert(name.clone(), value);
-        }
-        out.insert(id.clone(), vars);
-    }
-    Ok(out)
+    Ok(app)
 }
 
 /// Expands `{{ name }}` references to application variables.

@@ -115,3 +115,26 @@ pub fn client_jws(kid: &str, claims: Value) -> String {
         )
         .unwrap()
 }
+
+/// The key source of an endpoint with the default `jwks_allowed_hosts` and `client_jwks_ttl`.
+pub fn key_source() -> crate::client::keys::KeySource {
+    crate::client::keys::KeySource::load(&HashMap::new()).unwrap()
+}
+
+/// Verifies `compact` as `client`'s request object at `now`, with a fresh store and no
+/// outbound HTTP (clients with keys by value).
+pub fn verify_request_object(
+    compact: &str,
+    client: &crate::client::registry::Client,
+    issuer: &crate::config::Issuer,
+    now: crate::clock::UnixTime,
+) -> Result<crate::request_object::VerifiedRequestObject, crate::error::ProtocolError> {
+    let store = crate::store::memory::MemoryStore::new();
+    let deps = crate::endpoints::Deps {
+        store: &store,
+        clock: &crate::clock::FixedClock(now),
+        random: &crate::clock::CountingRandom::default(),
+        fetch: &crate::client::fetch::NoFetch,
+    };
+    crate::request_object::verify(compact, client, issuer, &key_source(), &deps)
+}

@@ -25,7 +25,7 @@ use crate::hint::{HintContext, issue_ad_hint, resolve};
 use crate::http::{Method, Request, Response};
 use crate::jose::jwk::KeyUse;
 use crate::jose::keys::{KeySet, ServerKeys};
-use crate::request_object::{self, Hint};
+use crate::request_object::Hint;
 use crate::store::memory::MemoryStore;
 use crate::store::record;
 use crate::types::{Cnpj, Cpf};
@@ -266,7 +266,7 @@ fn debug_of_every_secret_carrying_type_is_redacted() {
     let tpp = clients.get("tpp-1").unwrap();
     check!(
         rows,
-        request_object::verify(&compact, tpp, &issuer, NOW).unwrap()
+        crate::fixtures::verify_request_object(&compact, tpp, &issuer, NOW).unwrap()
     );
     let crate::client::registry::ClientKeys::Jwks(jwks) = &tpp.keys else {
         panic!("the fixture client has a jwks");

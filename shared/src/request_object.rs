@@ -9,10 +9,12 @@ use serde_json::{Map, Value};
 
 use crate::auth_req::{AcrRequest, ClaimRequest, ClaimRequests};
 use crate::binding_message::BindingMessage;
-use crate::client::registry::{Client, ClientKeys};
+use crate::client::keys::KeySource;
+use crate::client::registry::Client;
 use crate::clock::{SKEW, UnixTime};
 use crate::config::Issuer;
 use crate::discovery::{ACR_LOA2, ACR_LOA3, LHT_AD_GENERATED, LHT_AS_GENERATED};
+use crate::endpoints::Deps;
 use crate::error::ProtocolError;
 use crate::form::Form;
 use crate::jose::jws::{JwsError, verify_ps256};
@@ -71,33 +73,31 @@ impl std::fmt::Debug for VerifiedRequestObject {
     }
 }
 
-/// BCA-5…10: verifies `compact` as the request object of `client`.
+/// BCA-5…10: verifies `compact` as the request object of `client`, with its keys from
+/// `keys` (KEY-8; a key set that cannot be fetched is 503, KEY-14).
 pub fn verify(
     compact: &str,
     client: &Client,
     issuer: &Issuer,
-    now: UnixTime,
+    keys: &KeySource,
+    deps: &Deps<'_>,
 ) -> Result<VerifiedRequestObject, ProtocolError> {
-    let ClientKeys::Jwks(jwks) = &client.keys else {
-        return Err(ProtocolError::ServerError(
-            "keys from jwks_uri are not supported yet",
-        ));
-    };
-    let verified = verify_ps256(compact, jwks.iter().map(|k| (k.kid.as_str(), &k.verifier)))
-        .map_err(|e| {
-            bad(match e {
-                JwsError::Encrypted => "the request object must be signed, not encrypted",
-                JwsError::AlgorithmNotAllowed => "the request object must be signed with PS256",
-                JwsError::UnknownKey => "the request object kid is not a key of this client",
-                JwsError::BadSignature => "the request object signature does not verify",
-                JwsError::MalformedClaims => {
-                    "the request object exp, nbf and iat must be NumericDate values"
-                }
-                JwsError::Malformed | JwsError::CriticalHeader => {
-                    "the request object is not a compact JWS"
-                }
-            })
-        })?;
+    let now = deps.clock.now();
+    let verifiers = keys.verifiers(deps, client, compact)?;
+    let verified = verify_ps256(compact, verifiers.iter()).map_err(|e| {
+        bad(match e {
+            JwsError::Encrypted => "the request object must be signed, not encrypted",
+            JwsError::AlgorithmNotAllowed => "the request object must be signed with PS256",
+            JwsError::UnknownKey => "the request object kid is not a key of this client",
+            JwsError::BadSignature => "the request object signature does not verify",
+            JwsError::MalformedClaims => {
+                "the request object exp, nbf and iat must be NumericDate values"
+            }
+            JwsError::Malformed | JwsError::CriticalHeader => {
+                "the request object is not a compact JWS"
+            }
+        })
+    })?;
     let iss = verified
         .str("iss")
         .ok_or(bad("the request object has no iss"))?;
@@ -635,6 +635,7 @@ mod tests {
         let sign = |claims: Map<String, Value>| {
             crate::fixtures::client_jws("client-key-1", Value::Object(claims))
         };
+        let verify = crate::fixtures::verify_request_object;
         assert!(verify(&sign(openid_client_claims("tpp-1")), &tpp, &issuer, now).is_ok());
         for other in [json!("tpp-2"), json!(""), json!(null), json!(["tpp-1"])] {
             let mut claims = openid_client_claims("tpp-1");

@@ -215,7 +215,7 @@ fn disc_14_auth_methods_are_published_and_never_secrets() {
 fn disc_14_20_tls_client_auth_is_listed_only_when_used_and_possible() {
     let tls = json!({
         "client_id": "mtls-tpp",
-        "jwks_uri": "https://tpp.example/jwks",
+        "jwks_uri": "https://keystore.directory.openbankingbrasil.org.br/tpp/application.jwks",
         "token_endpoint_auth_method": "tls_client_auth",
         "tls_client_auth_subject_dn": "CN=tpp,OU=1234,O=TPP,C=BR",
         "scope": "consents",

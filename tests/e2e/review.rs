@@ -184,7 +184,7 @@ fn cli_8_an_unparsable_subject_dn_stops_the_configuration_naming_it() {
         "clients",
         json!([client("tpp-1", "consents"), {
             "client_id": "mtls-tpp",
-            "jwks_uri": "https://tpp.example/jwks",
+            "jwks_uri": "https://keystore.directory.openbankingbrasil.org.br/tpp/application.jwks",
             "token_endpoint_auth_method": "tls_client_auth",
             "tls_client_auth_subject_dn": "CN=x,nonsense",
             "scope": "consents",
@@ -213,7 +213,7 @@ fn cli_8_rfc_4514_forms_register_and_match() {
         "clients",
         json!([{
             "client_id": "mtls-tpp",
-            "jwks_uri": "https://tpp.example/jwks",
+            "jwks_uri": "https://keystore.directory.openbankingbrasil.org.br/tpp/application.jwks",
             "token_endpoint_auth_method": "tls_client_auth",
             "tls_client_auth_subject_dn": registered,
             "scope": "consents",

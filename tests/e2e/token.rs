@@ -26,7 +26,7 @@ fn server() -> &'static Server {
             client("tpp-2", "openid payments"),
             {
                 "client_id": "mtls-tpp",
-                "jwks_uri": "https://tpp.example/jwks",
+                "jwks_uri": "https://keystore.directory.openbankingbrasil.org.br/tpp/application.jwks",
                 "token_endpoint_auth_method": "tls_client_auth",
                 "tls_client_auth_subject_dn": "CN=mtls-tpp,2.5.4.97=#0c094f464242522d313233,O=TPP Ltda,C=BR",
                 "scope": "consents",

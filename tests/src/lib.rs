@@ -214,7 +214,17 @@ impl Server {
         store: Store,
     ) -> anyhow::Result<Self> {
         build_once();
-        let manifest = Manifest::load(manifest)?;
+        Self::try_start_manifest(Manifest::load(manifest)?, vars, store)
+    }
+
+    /// Starts a manifest already loaded (and perhaps edited by the test: a component's
+    /// `allowed_outbound_hosts`, say) on a free port.
+    pub fn try_start_manifest(
+        manifest: Manifest,
+        vars: HashMap<&'static str, String>,
+        store: Store,
+    ) -> anyhow::Result<Self> {
+        build_once();
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let base = format!("http://{}", listener.local_addr()?);
         let mut overrides = Overrides::default();

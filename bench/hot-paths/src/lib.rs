@@ -14,14 +14,20 @@ use std::hint::black_box;
 use anyhow::Context;
 use ciba::auth_req::{AcrRequest, AuthRequest, ClaimRequests, Decision, HintKind, Status};
 use ciba::client::auth::{ClientAuthSettings, JWT_BEARER, check};
+use ciba::client::fetch::NoFetch;
+use ciba::client::keys::KeySource;
+use ciba::client::keystore::{AllowedOrigins, DEFAULT_ALLOWED_HOSTS, Keystore};
 use ciba::clock::CountingRandom;
+use ciba::clock::FixedClock;
 use ciba::config::{Config, var};
+use ciba::endpoints::Deps;
 use ciba::error::Endpoint;
 use ciba::form::Form;
 use ciba::http::{Method, Request};
 use ciba::id_token::{IdTokenContent, sign};
 use ciba::jose::ps256::{Ps256, Ps256Signature, Ps256SigningKey, Ps256VerifyingKey};
 use ciba::request_object;
+use ciba::store::memory::MemoryStore;
 use devkeys::rsa::{RsaPrivateKey, RsaPublicKey};
 use jwt_compact::alg::{Rsa, RsaSignature};
 use jwt_compact::{Algorithm, AlgorithmExt, Claims, Header};
@@ -148,6 +154,9 @@ pub struct HotPaths {
     key10: Ps256SigningKey,
     public10: Ps256VerifyingKey,
     signature10: Ps256Signature,
+    /// The clients' keys (by value here: the steps time the verification, not a fetch).
+    client_keys: KeySource,
+    store: MemoryStore,
 }
 
 fn jws(key: &RsaPrivateKey, claims: Value) -> anyhow::Result<String> {
@@ -232,6 +241,11 @@ impl HotPaths {
         let signature10 = Ps256.sign(&key10, &message);
 
         let hot = Self {
+            client_keys: KeySource::new(
+                AllowedOrigins::parse(DEFAULT_ALLOWED_HOSTS).map_err(anyhow::Error::msg)?,
+                Keystore::new(600),
+            ),
+            store: MemoryStore::new(),
             config,
             body,
             request,
@@ -291,6 +305,12 @@ impl HotPaths {
 
     fn try_run(&self, step: Step) -> anyhow::Result<()> {
         let failed = |what: &str| anyhow::anyhow!("{what}");
+        let deps = Deps {
+            store: &self.store,
+            clock: &FixedClock(NOW),
+            random: &self.random,
+            fetch: &NoFetch,
+        };
         match step {
             Step::FormParse => {
                 let form = Form::parse_body(black_box(self.body.as_bytes()))
@@ -302,13 +322,7 @@ impl HotPaths {
                     issuer: &self.config.issuer,
                     clients: &self.config.clients,
                     client_cert_header: &self.config.client_cert_header,
-                };
-                let store = ciba::store::memory::MemoryStore::new();
-                let deps = ciba::endpoints::Deps {
-                    store: &store,
-                    clock: &ciba::clock::FixedClock(NOW),
-                    random: &ciba::clock::CountingRandom::default(),
-                    fetch: &ciba::client::fetch::NoFetch,
+                    keys: &self.client_keys,
                 };
                 let checked = check(&self.request, &self.form, settings, Endpoint::Token, &deps)
                     .map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -316,9 +330,14 @@ impl HotPaths {
             }
             Step::RequestObject => {
                 let client = self.config.clients.get("tpp-1").context("no client")?;
-                let verified =
-                    request_object::verify(&self.request_object, client, &self.config.issuer, NOW)
-                        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                let verified = request_object::verify(
+                    &self.request_object,
+                    client,
+                    &self.config.issuer,
+                    &self.client_keys,
+                    &deps,
+                )
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
                 black_box(verified);
             }
             Step::IdTokenSign => {

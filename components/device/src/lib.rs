@@ -12,7 +12,7 @@ static ENDPOINT: OnceLock<Result<DeviceEndpoint, ConfigError>> = OnceLock::new()
 
 #[http_service]
 async fn handle(request: Request) -> impl IntoResponse {
-    ciba_spin::serve_with_state(
+    ciba_spin::serve_with_outbound(
         Endpoint::Device,
         request,
         &ENDPOINT,

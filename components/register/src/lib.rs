@@ -13,7 +13,7 @@ static ENDPOINT: OnceLock<Result<RegisterEndpoint, ConfigError>> = OnceLock::new
 
 #[http_service]
 async fn handle(request: Request) -> impl IntoResponse {
-    ciba_spin::serve_with_state(
+    ciba_spin::serve_with_outbound(
         Endpoint::Registration,
         request,
         &ENDPOINT,

@@ -12,7 +12,7 @@ static ENDPOINT: OnceLock<Result<TokenEndpoint, ConfigError>> = OnceLock::new();
 
 #[http_service]
 async fn handle(request: Request) -> impl IntoResponse {
-    ciba_spin::serve_with_state(
+    ciba_spin::serve_with_outbound(
         Endpoint::Token,
         request,
         &ENDPOINT,

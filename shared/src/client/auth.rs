@@ -5,8 +5,9 @@
 use std::borrow::Cow;
 
 use crate::client::certificate::{ClientCertificate, ORGANIZATION_IDENTIFIER};
+use crate::client::keys::KeySource;
 use crate::client::registration;
-use crate::client::registry::{AuthMethod, Client, ClientKeys, Clients};
+use crate::client::registry::{AuthMethod, Client, Clients};
 use crate::clock::{SKEW, UnixTime};
 use crate::config::{ClientCertHeader, Issuer};
 use crate::discovery::{BC_AUTHORIZE_PATH, TOKEN_PATH};
@@ -32,6 +33,8 @@ pub struct ClientAuthSettings<'a> {
     pub clients: &'a Clients,
     /// `client_cert_header`.
     pub client_cert_header: &'a ClientCertHeader,
+    /// Where the clients' public keys come from (KEY-8).
+    pub keys: &'a KeySource,
 }
 
 /// A client that proved who it is on this request, with the certificate it presented.
@@ -208,16 +211,9 @@ fn private_key_jwt<'c>(
     if client.auth_method != AuthMethod::PrivateKeyJwt {
         return Err(invalid("the client is not registered for private_key_jwt"));
     }
-    let ClientKeys::Jwks(jwks) = &client.keys else {
-        return Err(ProtocolError::ServerError(
-            "keys from jwks_uri are not supported yet",
-        ));
-    };
-    let verified = verify_ps256(
-        assertion,
-        jwks.iter().map(|k| (k.kid.as_str(), &k.verifier)),
-    )
-    .map_err(|e| {
+    // KEY-8, KEY-13/14: a key set that cannot be fetched is 503, never invalid_client.
+    let verifiers = settings.keys.verifiers(deps, &client, assertion)?;
+    let verified = verify_ps256(assertion, verifiers.iter()).map_err(|e| {
         invalid(match e {
             JwsError::AlgorithmNotAllowed => "the client assertion must be signed with PS256",
             JwsError::UnknownKey => "the client assertion kid is not a key of this client",
@@ -390,6 +386,7 @@ mod tests {
             issuer: &config.issuer,
             clients: &config.clients,
             client_cert_header: &ClientCertHeader::load(&std::collections::HashMap::new()).unwrap(),
+            keys: &crate::fixtures::key_source(),
         };
         let deps = Deps {
             store,

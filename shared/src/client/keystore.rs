@@ -194,21 +194,34 @@ impl AllowedOrigins {
     /// The URL as a [`JwksUri`], if it is a plain absolute URL (no user info, no fragment,
     /// visible ASCII) whose origin is on the list (KEY-10).
     pub fn jwks_uri(&self, url: &str) -> Result<JwksUri, JwksUriError> {
-        if url.len() > 2048
-            || url.bytes().any(|b| !(0x21..=0x7e).contains(&b))
-            || url.contains(['#', '@', '\\'])
-        {
-            return Err(JwksUriError::Malformed);
-        }
-        let (origin, _) = Origin::parse_prefix(url).ok_or(JwksUriError::Malformed)?;
-        if !origin.https && !origin.is_loopback() {
-            return Err(JwksUriError::NotHttps);
-        }
+        let origin = fetchable_origin(url)?;
         if !self.0.contains(&origin) {
             return Err(JwksUriError::NotAllowed);
         }
         Ok(JwksUri(url.to_string()))
     }
+}
+
+/// The origin of `url` if it has the form of a URL keys may be fetched from, whatever the
+/// list: plain, absolute, https or loopback http (KEY-10).
+fn fetchable_origin(url: &str) -> Result<Origin, JwksUriError> {
+    if url.len() > 2048
+        || url.bytes().any(|b| !(0x21..=0x7e).contains(&b))
+        || url.contains(['#', '@', '\\'])
+    {
+        return Err(JwksUriError::Malformed);
+    }
+    let (origin, _) = Origin::parse_prefix(url).ok_or(JwksUriError::Malformed)?;
+    if !origin.https && !origin.is_loopback() {
+        return Err(JwksUriError::NotHttps);
+    }
+    Ok(origin)
+}
+
+/// Whether `url` has the form of a `jwks_uri` (KEY-10, REG-11): what a registration can
+/// check without the allowed list.
+pub fn check_jwks_uri_form(url: &str) -> Result<(), JwksUriError> {
+    fetchable_origin(url).map(drop)
 }
 
 /// Why a URL is no [`JwksUri`].

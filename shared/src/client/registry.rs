@@ -227,10 +227,13 @@ fn check(r: RawClient) -> Result<Client, String> {
             }
             ClientKeys::Jwks(keys)
         }
-        (None, Some(uri)) if uri.starts_with("https://") && !uri.contains(char::is_whitespace) => {
+        (None, Some(uri)) => {
+            // KEY-10: https (plain http for a loopback Directory only); the endpoints that
+            // fetch also check it against `jwks_allowed_hosts`.
+            crate::client::keystore::check_jwks_uri_form(&uri)
+                .map_err(|why| format!("jwks_uri {why}"))?;
             ClientKeys::JwksUri(uri)
         }
-        (None, Some(_)) => return Err("jwks_uri must be an https URL".into()),
         _ => return Err("exactly one of jwks and jwks_uri is required".into()),
     };
     let subject_dn =

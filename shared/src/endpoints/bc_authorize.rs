@@ -8,6 +8,7 @@ use serde_json::json;
 use super::Deps;
 use crate::auth_req::{self, AuthReqId, AuthRequest, GrantTokens, HintKind, HolderSlots, Status};
 use crate::client::auth::{self as client_auth, CheckedClient, ClientAuthSettings};
+use crate::client::keys::KeySource;
 use crate::client::registry::{Client, Clients, GrantType};
 use crate::clock::{SKEW, UnixTime};
 use crate::config::{
@@ -38,6 +39,8 @@ pub struct BcAuthorizeEndpoint {
     lifetimes: Lifetimes,
     /// BCA-31.
     limits: AbuseLimits,
+    /// The clients' public keys (KEY-8).
+    keys: KeySource,
 }
 
 fn store_error<E>(_: E) -> ProtocolError {
@@ -47,9 +50,11 @@ fn store_error<E>(_: E) -> ProtocolError {
 impl BcAuthorizeEndpoint {
     /// Reads the variables bc-authorize needs.
     pub fn load(vars: &dyn Variables) -> Result<Self, ConfigError> {
+        let clients = Clients::load(vars)?;
         Ok(Self {
             issuer: Issuer::parse(&required(vars, var::ISSUER)?)?,
-            clients: Clients::load(vars)?,
+            keys: KeySource::load_for(vars, &clients)?,
+            clients,
             users: Users::load(vars)?,
             client_cert_header: ClientCertHeader::load(vars)?,
             signing_keys: KeySet::parse(
@@ -116,7 +121,8 @@ impl BcAuthorizeEndpoint {
         )?;
         check_registered_for_ciba(client.client())?;
         let compact = request_object::from_form(form)?;
-        let verified = request_object::verify(compact, client.client(), &self.issuer, now)?;
+        let verified =
+            request_object::verify(compact, client.client(), &self.issuer, &self.keys, deps)?;
         let backchannel = BackchannelRequest::parse(verified, client.client())?;
         check_not_replayed(&backchannel, client.client(), deps, now)?;
         let consent = check_consent(&backchannel, client.client(), deps, now)?;
@@ -147,6 +153,7 @@ impl BcAuthorizeEndpoint {
             issuer: &self.issuer,
             clients: &self.clients,
             client_cert_header: &self.client_cert_header,
+            keys: &self.keys,
         };
         client_auth::check(
             request,

@@ -23,7 +23,7 @@ use crate::auth_req::{
 };
 use crate::client::auth::unverified_issuer;
 use crate::client::certificate::ClientCertificate;
-use crate::client::registry::ClientKeys;
+use crate::client::keys::KeySource;
 use crate::clock::{SKEW, UnixTime};
 use crate::config::{Config, ConfigError, DeviceApiCertificates, Variables};
 use crate::consent::{Authorisation, Consent};
@@ -54,6 +54,8 @@ pub struct DeviceEndpoint {
     /// The size of a holder's list, from `holder_pending_limit` (AD-2, BCA-31).
     holder_slots: HolderSlots,
     certificates: DeviceApiCertificates,
+    /// The clients' public keys, for the QR code's JWS (KEY-8, HINT-15).
+    keys: KeySource,
 }
 
 fn bad(why: &'static str) -> ProtocolError {
@@ -82,6 +84,7 @@ impl DeviceEndpoint {
         let config = Config::load(vars)?;
         let certificates = DeviceApiCertificates::load(vars, config.client_cert_header.mtls())?;
         Ok(Self {
+            keys: KeySource::load_for(vars, &config.clients)?,
             config,
             page: DevicePage::load(vars)?,
             holder_slots: HolderSlots::load(vars)?,
@@ -675,15 +678,11 @@ impl DeviceEndpoint {
             .ok_or(ProtocolError::InvalidGrant(
                 "no such request awaits a claim",
             ))?;
-        let ClientKeys::Jwks(jwks) = &client.keys else {
-            return Err(ProtocolError::ServerError(
-                "keys from jwks_uri are not supported yet",
-            ));
-        };
-        let verified = verify_ps256(jws, jwks.iter().map(|k| (k.kid.as_str(), &k.verifier)))
-            .map_err(|_| {
-                bad("the login_hint_token signature does not verify with the client's keys")
-            })?;
+        // KEY-14: the client's key set out of reach is 503, not a bad token.
+        let verifiers = self.keys.verifiers(deps, client, jws)?;
+        let verified = verify_ps256(jws, verifiers.iter()).map_err(|_| {
+            bad("the login_hint_token signature does not verify with the client's keys")
+        })?;
         if !verified
             .typ
             .as_deref()

@@ -6,6 +6,7 @@ use crate::auth_req::{self, AuthReqId, AuthRequest, GrantTokens, Pace, State};
 use crate::client::auth::{
     self as client_auth, AuthenticatedClient, ClientAuthSettings, authenticate,
 };
+use crate::client::keys::KeySource;
 use crate::client::registration;
 use crate::client::registry::{Clients, GrantType};
 use crate::clock::UnixTime;
@@ -36,14 +37,18 @@ pub struct TokenEndpoint {
     lifetimes: Lifetimes,
     /// `client_credentials` grants per client per minute (issue 16).
     client_credentials_rate: u32,
+    /// The clients' public keys (KEY-8).
+    keys: KeySource,
 }
 
 impl TokenEndpoint {
     /// Reads the variables the token endpoint needs.
     pub fn load(vars: &dyn Variables) -> Result<Self, ConfigError> {
+        let clients = Clients::load(vars)?;
         Ok(Self {
             issuer: Issuer::parse(&required(vars, var::ISSUER)?)?,
-            clients: Clients::load(vars)?,
+            keys: KeySource::load_for(vars, &clients)?,
+            clients,
             client_cert_header: ClientCertHeader::load(vars)?,
             lifetimes: Lifetimes::load(vars)?,
             client_credentials_rate: abuse_limit(vars, var::CLIENT_CREDENTIALS_RATE_LIMIT)?,
@@ -81,6 +86,7 @@ impl TokenEndpoint {
             issuer: &self.issuer,
             clients: &self.clients,
             client_cert_header: &self.client_cert_header,
+            keys: &self.keys,
         };
         let client = authenticate(request, &form, settings, Endpoint::Token, deps)?;
         let grant_type = form.require("grant_type", "grant_type is required")?;
