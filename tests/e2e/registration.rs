@@ -167,11 +167,19 @@ fn brazildcr_client_delete_reg_36() {
         s.server.send(
             "GET",
             "/open-banking/consents/v3/consents/urn:bank:x",
-            &[("authorization", &auth), (CERT_HEADER, &tpp.cert)],
+            &[
+                ("authorization", &auth),
+                (CERT_HEADER, &tpp.cert),
+                (
+                    "x-fapi-interaction-id",
+                    "3f1c6a4e-8f7d-4c2b-9a1e-2b3c4d5e6f70",
+                ),
+            ],
             b"",
         )
     };
-    assert_ne!(consents(&access_token).status, 401);
+    // An unknown consent (404) to a live client's token.
+    assert_eq!(consents(&access_token).status, 404);
     let r = manage(&s.server, "DELETE", &id, Some(&tpp.cert), Some(&rat), None);
     assert_eq!(r.status, 204, "{}", text(&r));
     let r = manage(&s.server, "GET", &id, Some(&tpp.cert), Some(&rat), None);
@@ -612,31 +620,38 @@ fn reg_30_36_registered_client_runs_the_ciba_flow_and_delete_stops_it() {
     let s = shared();
     let server = &s.server;
     let tpp = Tpp::new(&s.directory);
-    let (id, rat) = ids(&register(server, &tpp, &tpp.registration(now())));
+    let (id, rat) = ids(&register(server, &tpp, &ciba_registration(&tpp)));
     let token = cc_token(server, &tpp, &id, "consents");
     assert_eq!(token.status, 200, "{}", text(&token));
     let token = token.json()["access_token"].as_str().unwrap().to_string();
     let auth = format!("Bearer {token}");
-    let lodged = server.send(
-        "POST",
-        "/open-banking/consents/v3/consents",
-        &[
-            ("authorization", &auth),
-            (CERT_HEADER, &tpp.cert),
-            ("content-type", "application/json"),
-        ],
-        json!({ "data": {
-            "loggedUser": { "document": { "identification": HOLDER_1_CPF, "rel": "CPF" } },
-            "permissions": ["ACCOUNTS_READ", "RESOURCES_READ"],
-        }})
-        .to_string()
-        .as_bytes(),
-    );
-    assert_eq!(lodged.status, 201, "{}", text(&lodged));
-    let consent_id = lodged.json()["data"]["consentId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let lodge = || {
+        let lodged = server.send(
+            "POST",
+            "/open-banking/consents/v3/consents",
+            &[
+                ("authorization", &auth),
+                (CERT_HEADER, &tpp.cert),
+                ("content-type", "application/json"),
+                (
+                    "x-fapi-interaction-id",
+                    "3f1c6a4e-8f7d-4c2b-9a1e-2b3c4d5e6f70",
+                ),
+            ],
+            json!({ "data": {
+                "loggedUser": { "document": { "identification": HOLDER_1_CPF, "rel": "CPF" } },
+                "permissions": ["ACCOUNTS_READ", "RESOURCES_READ"],
+            }})
+            .to_string()
+            .as_bytes(),
+        );
+        assert_eq!(lodged.status, 201, "{}", text(&lodged));
+        lodged.json()["data"]["consentId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let consent_id = lodge();
     let start = |consent_id: &str| {
         let t = now();
         let claims = json!({
@@ -709,7 +724,7 @@ fn reg_30_36_registered_client_runs_the_ciba_flow_and_delete_stops_it() {
     };
     assert_eq!(userinfo(&access).status, 200);
     // A second request stays pending while the client is deleted.
-    let second = start(&consent_id);
+    let second = start(&lodge());
     let r = manage(server, "DELETE", &id, Some(&tpp.cert), Some(&rat), None);
     assert_eq!(r.status, 204);
     assert_eq!(userinfo(&access).status, 401);
@@ -756,7 +771,7 @@ fn reg_30_a_registered_clients_pending_poll_costs_a_static_clients_store_calls()
     let ciba = e2e::ciba::Ciba::with(Server::bundle(dcr_variables(&directory)));
     let server = &ciba.server;
     let tpp = Tpp::new(&directory);
-    let (id, _) = ids(&register(server, &tpp, &tpp.registration(now())));
+    let (id, _) = ids(&register(server, &tpp, &ciba_registration(&tpp)));
     // The static client's pending request.
     let consent = ciba.lodge("tpp-1", HOLDER_1_CPF, None);
     let static_req = ciba.start_with_login_hint("tpp-1", &consent);
@@ -771,6 +786,10 @@ fn reg_30_a_registered_clients_pending_poll_costs_a_static_clients_store_calls()
             ("authorization", &auth),
             (CERT_HEADER, &tpp.cert),
             ("content-type", "application/json"),
+            (
+                "x-fapi-interaction-id",
+                "3f1c6a4e-8f7d-4c2b-9a1e-2b3c4d5e6f70",
+            ),
         ],
         json!({ "data": {
             "loggedUser": { "document": { "identification": HOLDER_1_CPF, "rel": "CPF" } },
@@ -894,4 +913,12 @@ fn key_17_directory_keys_unknown_kid_and_outage() {
 
 fn server_now(server: &Server) -> i64 {
     now() + server.time.seconds()
+}
+
+/// A CIBA client's registration: no `grant_types` (REG-24's default has the CIBA grant).
+fn ciba_registration(tpp: &Tpp) -> Value {
+    let mut body = tpp.registration(now());
+    body.as_object_mut().unwrap().remove("grant_types");
+    body["backchannel_token_delivery_mode"] = json!("poll");
+    body
 }
