@@ -185,7 +185,8 @@ async fn run() -> anyhow::Result<()> {
                 )?
             );
             eprintln!(
-                "software_id {} of org_id {}: client key, certificate.pem and certificate.url                  (the proxy's header value) in {}",
+                "software_id {}\norg_id {}\nfolder {} (client_private_key.json, \
+                 certificate.pem, certificate.url: the proxy's header value)",
                 software.software_id,
                 software.org_id,
                 software.dir.display()

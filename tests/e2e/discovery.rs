@@ -41,7 +41,10 @@ fn disc_2_endpoints_are_published_under_the_issuer() {
         json!(format!("{base}/bc-authorize"))
     );
     // REG-2: registration (mTLS is on in this configuration, REG-3).
-    assert_eq!(d["registration_endpoint"], json!(format!("{base}/register")));
+    assert_eq!(
+        d["registration_endpoint"],
+        json!(format!("{base}/register"))
+    );
     assert!(
         d.get("authorization_endpoint").is_none(),
         "no front channel (AMB-16)"
