@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
-use crate::{cold, flow, report};
+use crate::{cold, flow, keystore, report};
 
 const HELP: &str = "ciba-bench: end-to-end load benchmark of the CIBA bundle
 
@@ -13,6 +13,8 @@ const HELP: &str = "ciba-bench: end-to-end load benchmark of the CIBA bundle
              [--subject SUB] [--cpf CPF] [--device-token-file FILE]
              [--cert-header NAME --cert-file PEM [--device-cert-file PEM]]
              [--manifest spin.toml] [--host-bin PATH | --no-cold-start]
+             [--keystore ADDR]
+  ciba-bench --keyed-clients ADDR [--dev-dir DIR]
 
   --base URL            the running server (http:// only), default http://127.0.0.1:3000
   --requests N          requests per scenario (default 2000); --concurrency C connections (default 8)
@@ -28,7 +30,13 @@ const HELP: &str = "ciba-bench: end-to-end load benchmark of the CIBA bundle
   --manifest FILE       spin.toml whose `source` paths give the .wasm sizes (default spin.toml)
   --host-bin PATH       the ciba-host binary started fresh (on a free loopback port, store in memory,
                         --dev-dir registrations) to time each component's first request
-                        (default target/release/ciba-host, skipped when absent); --no-cold-start skips it";
+                        (default target/release/ciba-host, skipped when absent); --no-cold-start skips it
+  --keystore ADDR       serve the public half of --client-key at http://ADDR/bench/application.jwks
+                        during the run and report how often it was fetched: for a client whose
+                        keys are by jwks_uri (issue 17), such as demo-client-keyed below
+  --keyed-clients ADDR  print the `clients` value of `ciba-host dev` plus demo-client-keyed, the
+                        demo client with its keys at that keystore, and exit; give it to
+                        `ciba-host dev --variable clients=@FILE --variable jwks_allowed_hosts=http://ADDR`";
 
 struct Args {
     registrations: flow::Registrations,
@@ -39,6 +47,8 @@ struct Args {
     manifest: PathBuf,
     host_bin: PathBuf,
     cold_start: bool,
+    keystore: Option<String>,
+    keyed_clients: Option<String>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<Args>> {
@@ -51,6 +61,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<A
         manifest: "spin.toml".into(),
         host_bin: "target/release/ciba-host".into(),
         cold_start: true,
+        keystore: None,
+        keyed_clients: None,
     };
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -65,6 +77,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<A
             "--manifest" => out.manifest = value()?.into(),
             "--host-bin" => out.host_bin = value()?.into(),
             "--no-cold-start" => out.cold_start = false,
+            "--keystore" => out.keystore = Some(value()?),
+            "--keyed-clients" => out.keyed_clients = Some(value()?),
             "--help" | "-h" => return Ok(None),
             other => bail!("unknown argument {other}; see --help"),
         }
@@ -96,7 +110,21 @@ pub fn main() {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(addr) = &args.keyed_clients {
+        println!(
+            "{}",
+            keystore::keyed_clients(&args.registrations.dev_dir, addr)?
+        );
+        return Ok(());
+    }
     let bench = args.registrations.bench(args.concurrency).await?;
+    let served = match &args.keystore {
+        Some(addr) => {
+            let public = keystore::public_jwk(&bench.client.key, &bench.client.kid);
+            Some(keystore::Keystore::start(addr, public).await?)
+        }
+        None => None,
+    };
     let date = report::rfc3339(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
@@ -107,6 +135,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.requests, args.concurrency, bench.issuer
     );
     let scenarios = flow::scenarios(&bench, args.requests).await?;
+    if let Some(served) = &served {
+        eprintln!(
+            "keystore: the key set was fetched {} times during the scenarios",
+            served.hits()
+        );
+    }
 
     let (components, components_note) = match cold::sizes(&args.manifest) {
         Err(e) => (Vec::new(), format!("no sizes: {e:#}")),

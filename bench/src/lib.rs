@@ -10,6 +10,7 @@
 pub mod app;
 pub mod cold;
 pub mod flow;
+pub mod keystore;
 pub mod load;
 pub mod report;
 pub mod soak;

@@ -136,12 +136,16 @@ impl DevFolder {
         Ok(true)
     }
 
-    /// `--variable name=@file` for every generated variable, and the abuse limits
-    /// ([`ABUSE_LIMITS`]) lifted unless given: one demo client and one demo holder are all
-    /// that load tools (`ciba-bench`, `ciba-soak`) have to drive this server with.
+    /// `--variable name=@file` for every generated variable not given on the command line
+    /// (`ciba-bench --keyed-clients` gives `clients`), and the abuse limits ([`ABUSE_LIMITS`])
+    /// lifted unless given: one demo client and one demo holder are all that load tools
+    /// (`ciba-bench`, `ciba-soak`) have to drive this server with.
     pub fn overrides(&self, overrides: &mut Overrides) -> anyhow::Result<()> {
         for (name, file) in FILES {
-            overrides.add(&format!("{name}=@{}", self.dir.join(file).display()))?;
+            let path = self.dir.join(file);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            overrides.set_default(name, text);
         }
         for name in ABUSE_LIMITS {
             overrides.set_default(name, LIFTED_LIMIT);

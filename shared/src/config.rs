@@ -56,6 +56,8 @@ pub mod var {
     pub const JWKS_ALLOWED_HOSTS: &str = "jwks_allowed_hosts";
     /// Seconds a fetched JWK Set stays fresh (KEY-12).
     pub const CLIENT_JWKS_TTL: &str = "client_jwks_ttl";
+    /// The base URL of the host name where the proxy asks for client certificates (DISC-3).
+    pub const MTLS_BASE_URL: &str = "mtls_base_url";
 }
 
 /// A variable that is missing or bad. Its text names the variable and the problem only.

@@ -41,6 +41,8 @@ pub struct DiscoverySettings {
     pub clients: Clients,
     /// `users`: whether `cnpj` is served.
     pub users: Users,
+    /// `mtls_base_url`: where the mTLS aliases point; `None`, the issuer's own host.
+    pub mtls_base_url: Option<Issuer>,
 }
 
 impl DiscoverySettings {
@@ -51,6 +53,7 @@ impl DiscoverySettings {
             client_cert_header: ClientCertHeader::load(vars)?,
             clients: Clients::load(vars)?,
             users: Users::load(vars)?,
+            mtls_base_url: load_mtls_base_url(vars)?,
         })
     }
 
@@ -112,17 +115,83 @@ impl DiscoverySettings {
             "response_types_supported": [],
             "scopes_supported": scopes,
         });
-        // DISC-3: one proxy serves every endpoint over mTLS, so the aliases repeat the URLs.
-        // REG-2: registration needs mTLS (REG-3), so it is offered only with it.
+        // DISC-3 (BR-DCR 6.1-5/7): the endpoints a client reaches with its certificate, on
+        // the mTLS host (`mtls_base_url`), or on the issuer's own host when one proxy asks
+        // every caller for a certificate. REG-2: registration needs mTLS (REG-3), so it is
+        // offered only with it, and among the aliases.
         if mtls {
+            let base = self.mtls_base_url.as_ref().unwrap_or(issuer);
             doc["registration_endpoint"] = json!(issuer.url(REGISTER_PATH));
             doc["mtls_endpoint_aliases"] = json!({
-                "token_endpoint": issuer.url(TOKEN_PATH),
-                "userinfo_endpoint": issuer.url(USERINFO_PATH),
-                "backchannel_authentication_endpoint": issuer.url(BC_AUTHORIZE_PATH),
-                "registration_endpoint": issuer.url(REGISTER_PATH),
+                "token_endpoint": base.url(TOKEN_PATH),
+                "userinfo_endpoint": base.url(USERINFO_PATH),
+                "backchannel_authentication_endpoint": base.url(BC_AUTHORIZE_PATH),
+                "registration_endpoint": base.url(REGISTER_PATH),
             });
         }
         doc
+    }
+}
+
+/// `mtls_base_url`: empty, or a URL of the issuer's form (DISC-1: https, no path end slash,
+/// no query or fragment; http only on loopback).
+fn load_mtls_base_url(vars: &dyn Variables) -> Result<Option<Issuer>, ConfigError> {
+    match vars.get(var::MTLS_BASE_URL)? {
+        Some(text) if !text.trim().is_empty() => Issuer::parse(text.trim())
+            .map(Some)
+            .map_err(|e| ConfigError::new(var::MTLS_BASE_URL, e.problem)),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn document(extra: &[(&'static str, &str)]) -> Result<Value, ConfigError> {
+        let mut vars = crate::fixtures::variables();
+        for (name, value) in extra {
+            vars.insert(name, value.to_string());
+        }
+        DiscoverySettings::load(&vars).map(|s| s.document())
+    }
+
+    #[test]
+    fn disc_3_mtls_aliases_follow_mtls_base_url() {
+        let d = document(&[]).unwrap();
+        assert_eq!(
+            d["mtls_endpoint_aliases"]["token_endpoint"],
+            json!("https://auth.bank.example/token")
+        );
+        let d = document(&[(var::MTLS_BASE_URL, "https://matls-auth.bank.example")]).unwrap();
+        assert_eq!(
+            d["mtls_endpoint_aliases"],
+            json!({
+                "token_endpoint": "https://matls-auth.bank.example/token",
+                "userinfo_endpoint": "https://matls-auth.bank.example/userinfo",
+                "backchannel_authentication_endpoint": "https://matls-auth.bank.example/bc-authorize",
+            })
+        );
+        assert_eq!(
+            d["token_endpoint"],
+            json!("https://auth.bank.example/token")
+        );
+        for bad in [
+            "http://matls.example",
+            "https://matls.example/",
+            "matls.example",
+        ] {
+            let e = document(&[(var::MTLS_BASE_URL, bad)]).unwrap_err();
+            assert_eq!(e.variable, var::MTLS_BASE_URL, "{bad}");
+        }
+        let off = document(&[
+            (var::MTLS_BASE_URL, "https://matls-auth.bank.example"),
+            (var::CLIENT_CERT_HEADER, ""),
+        ])
+        .unwrap();
+        assert!(
+            off.get("mtls_endpoint_aliases").is_none(),
+            "no mTLS, no aliases"
+        );
     }
 }

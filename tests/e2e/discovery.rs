@@ -89,6 +89,26 @@ fn disc_3_mtls_aliases_follow_the_client_cert_header() {
     );
 }
 
+/// DISC-3 (BR-DCR 6.1-5/7, issue 17 item 4): with `mtls_base_url`, the aliases point at the
+/// host where the proxy asks for certificates; the plain endpoints stay on the issuer.
+#[test]
+fn disc_3_mtls_aliases_point_at_mtls_base_url() {
+    let mut vars = variables();
+    vars.insert("mtls_base_url", "https://matls-auth.bank.example".into());
+    let server = Server::bundle(vars);
+    let d = server.get(PATH).json();
+    let mtls = "https://matls-auth.bank.example";
+    assert_eq!(
+        d["mtls_endpoint_aliases"],
+        json!({
+            "token_endpoint": format!("{mtls}/token"),
+            "userinfo_endpoint": format!("{mtls}/userinfo"),
+            "backchannel_authentication_endpoint": format!("{mtls}/bc-authorize"),
+        })
+    );
+    assert_eq!(d["token_endpoint"], json!(format!("{}/token", server.base)));
+}
+
 #[test]
 fn disc_4_poll_is_the_only_delivery_mode() {
     assert_eq!(

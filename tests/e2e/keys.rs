@@ -416,6 +416,25 @@ fn key_10_a_templated_allowed_outbound_hosts_entry_holds_one_origin() {
 fn key_15_a_cached_jwks_uri_client_s_poll_costs_what_a_by_value_client_s_does() {
     let k = keyed("key-15-cost");
     let c = &k.c;
+    // What the first use costs (printed: `-- --nocapture`): the fetch's store calls (a get of
+    // the stored copy, its announcement and its write come first; on a new store the first
+    // purge sweep follows), then a cached request's, a client_credentials grant each.
+    c.server.faults.count();
+    assert_eq!(k.token().status, 200);
+    let cold = c.server.faults.ops();
+    c.server.faults.count();
+    assert_eq!(k.token().status, 200);
+    let warm = c.server.faults.ops();
+    println!(
+        "key-15 | client_credentials, jwks_uri client | first (fetch) {} calls, starting {:?} | cached {} calls {warm:?}",
+        cold.len(),
+        &cold[..4],
+        warm.len()
+    );
+    assert!(
+        cold.len() > warm.len(),
+        "the first use reads and writes the stored copy"
+    );
     let pending = |client: &str| {
         let consent_id = c.lodge(client, HOLDER_1_CPF, None);
         c.start_with_login_hint(client, &consent_id)
@@ -431,9 +450,16 @@ fn key_15_a_cached_jwks_uri_client_s_poll_costs_what_a_by_value_client_s_does() 
         assert_oauth_error(&c.poll(client, id), 400, "authorization_pending");
         c.server.faults.ops()
     };
-    for _ in 0..5 {
+    for round in 0..5 {
         let uri_calls = calls("tpp-1", &by_uri);
         let value_calls = calls("tpp-2", &by_value);
+        if round == 0 {
+            println!(
+                "key-15 | pending poll | jwks_uri client {} calls | by-value client {} calls {value_calls:?}",
+                uri_calls.len(),
+                value_calls.len()
+            );
+        }
         assert_eq!(uri_calls, value_calls);
     }
     assert_eq!(k.hits(), hits, "no outbound request while cached");

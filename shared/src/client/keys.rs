@@ -122,3 +122,108 @@ fn unverified_kid(compact: &str) -> Option<String> {
     let header: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     header.get("kid")?.as_str().map(str::to_string)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::client::fetch::{Fetch, FetchError, FetchRequest, FetchResponse};
+    use crate::clock::{CountingRandom, FixedClock};
+    use crate::fixtures::{client_jws, key_source, keys};
+    use crate::jose::jws::{JwsError, verify_ps256};
+    use crate::store::memory::MemoryStore;
+
+    const URI: &str = "https://keystore.directory.openbankingbrasil.org.br/o/s/application.jwks";
+
+    /// Serves the fixture client's key, or fails; counts.
+    struct Published(bool, AtomicUsize);
+
+    impl Fetch for Published {
+        fn get(&self, request: &FetchRequest<'_>) -> Result<FetchResponse, FetchError> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(request.url, URI);
+            if !self.0 {
+                return Err(FetchError::Timeout);
+            }
+            Ok(FetchResponse {
+                status: 200,
+                headers: Vec::new(),
+                body: json!({ "keys": [keys().client_public] })
+                    .to_string()
+                    .into_bytes(),
+            })
+        }
+    }
+
+    fn clients(uri: &str) -> Clients {
+        let mut client = crate::fixtures::client("tpp-1");
+        let client = client.as_object_mut().unwrap();
+        client.remove("jwks");
+        client.insert("jwks_uri".into(), json!(uri));
+        Clients::parse(&json!([client]).to_string()).unwrap()
+    }
+
+    #[test]
+    fn key_8_a_jwks_uri_client_verifies_with_its_published_key_only() {
+        let clients = clients(URI);
+        let client = clients.get("tpp-1").unwrap();
+        let source = key_source();
+        let (store, random, fetch) = (
+            MemoryStore::new(),
+            CountingRandom::default(),
+            Published(true, AtomicUsize::new(0)),
+        );
+        let deps = Deps {
+            store: &store,
+            clock: &FixedClock(1_800_000_000),
+            random: &random,
+            fetch: &fetch,
+        };
+        let good = client_jws("client-key-1", json!({ "iss": "tpp-1" }));
+        let keys = source.verifiers(&deps, client, &good).unwrap();
+        assert!(verify_ps256(&good, keys.iter()).is_ok());
+        // Another kid: the same key signed it, but the set does not publish it under that name.
+        let other = client_jws("other-kid", json!({ "iss": "tpp-1" }));
+        let keys = source.verifiers(&deps, client, &other).unwrap();
+        assert_eq!(
+            verify_ps256(&other, keys.iter()).err(),
+            Some(JwsError::UnknownKey)
+        );
+        assert_eq!(fetch.1.load(Ordering::SeqCst), 1, "one fetch, then memory");
+    }
+
+    #[test]
+    fn key_14_no_key_set_to_be_had_is_an_error_not_an_unknown_key() {
+        let clients = clients(URI);
+        let (store, random, fetch) = (
+            MemoryStore::new(),
+            CountingRandom::default(),
+            Published(false, AtomicUsize::new(0)),
+        );
+        let deps = Deps {
+            store: &store,
+            clock: &FixedClock(1_800_000_000),
+            random: &random,
+            fetch: &fetch,
+        };
+        let jws = client_jws("client-key-1", json!({ "iss": "tpp-1" }));
+        let got = key_source().verifiers(&deps, clients.get("tpp-1").unwrap(), &jws);
+        assert!(matches!(got, Err(KeystoreUnavailable)));
+        assert!(store.is_empty(), "nothing written");
+    }
+
+    #[test]
+    fn key_10_a_static_jwks_uri_off_jwks_allowed_hosts_is_a_configuration_error() {
+        let vars = std::collections::HashMap::new();
+        assert!(KeySource::load_for(&vars, &clients(URI)).is_ok());
+        let e = KeySource::load_for(&vars, &clients("https://tpp.example/jwks")).unwrap_err();
+        assert_eq!(e.variable, var::CLIENTS);
+        assert_eq!(
+            e.problem,
+            "clients[0]: jwks_uri is not on jwks_allowed_hosts"
+        );
+    }
+}
