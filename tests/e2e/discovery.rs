@@ -104,9 +104,14 @@ fn disc_3_mtls_aliases_point_at_mtls_base_url() {
             "token_endpoint": format!("{mtls}/token"),
             "userinfo_endpoint": format!("{mtls}/userinfo"),
             "backchannel_authentication_endpoint": format!("{mtls}/bc-authorize"),
+            "registration_endpoint": format!("{mtls}/register"),
         })
     );
     assert_eq!(d["token_endpoint"], json!(format!("{}/token", server.base)));
+    assert_eq!(
+        d["registration_endpoint"],
+        json!(format!("{}/register", server.base))
+    );
 }
 
 #[test]
