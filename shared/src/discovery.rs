@@ -170,7 +170,13 @@ mod tests {
                 "token_endpoint": "https://matls-auth.bank.example/token",
                 "userinfo_endpoint": "https://matls-auth.bank.example/userinfo",
                 "backchannel_authentication_endpoint": "https://matls-auth.bank.example/bc-authorize",
+                "registration_endpoint": "https://matls-auth.bank.example/register",
             })
+        );
+        // REG-2: the plain registration endpoint stays on the issuer.
+        assert_eq!(
+            d["registration_endpoint"],
+            json!("https://auth.bank.example/register")
         );
         assert_eq!(
             d["token_endpoint"],
