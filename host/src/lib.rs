@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod dev;
+pub mod directory;
 pub mod kv;
 pub mod manifest;
 pub mod outbound;

@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use ciba_host::dev::DevFolder;
+use ciba_host::directory::{DEV_SSA_ISSUER, DevDirectory};
 use ciba_host::kv::KvFaults;
 use ciba_host::manifest::Manifest;
 use ciba_host::runtime::{Logs, Runtime};
@@ -85,6 +86,8 @@ fn parse_args() -> anyhow::Result<Args> {
                     .insert("login_hint_token", value("--login-hint-token")?)
             }
             "--auth-req-id" => _ = out.demo.insert("auth_req_id", value("--auth-req-id")?),
+            "--software-id" => _ = out.demo.insert("software_id", value("--software-id")?),
+            "--client-id" => _ = out.demo.insert("client_id", value("--client-id")?),
             "--kid" => _ = out.demo.insert("kid", value("--kid")?),
             "--use" => _ = out.demo.insert("use", value("--use")?),
             "--samples" => {
@@ -118,7 +121,13 @@ const HELP: &str = "ciba-host: runs this Spin bundle without Spin
                   [--fail-kv-op N]      (dev and up) fail the N-th key-value call components make, once,
                                         as a store that is down would (fault testing)
   ciba-host build [--from spin.toml]
-  ciba-host assertion [--listen ADDR]  print a client assertion of the demo client (after `dev`)
+  ciba-host assertion [--listen ADDR] [--client-id ID --software-id SOFTWARE]
+                                       print a client assertion of the demo client (after `dev`), or
+                                       of a client registered with a software of `ciba-host ssa`
+  ciba-host ssa [--software-id SOFTWARE] [--listen ADDR]
+                                       print a software statement of `dev`'s development Directory
+                                       for a new software (its client key and certificate under
+                                       .dev/directory/software/<software_id>/), or a fresh one for SOFTWARE
   ciba-host request --consent ID [--binding-message TEXT] [--id-token-hint JWT | --login-hint-token VALUE] [--listen ADDR]
                                        print a signed backchannel request object of the demo client
                                        (login_hint = the consent id unless a hint is given)
@@ -147,6 +156,43 @@ async fn run() -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
     match args.command.as_str() {
         "build" => return ciba_host::build::build_all(&manifest),
+        "assertion" if args.demo.contains_key("client_id") => {
+            let directory = DevDirectory::new(&manifest.dir.join(".dev"));
+            let software = directory.software(Some(
+                args.demo
+                    .get("software_id")
+                    .context("a registered client's assertion needs --software-id")?,
+            ))?;
+            let client_id = &args.demo["client_id"];
+            println!(
+                "{}",
+                directory.client_assertion(
+                    &software,
+                    client_id,
+                    &format!("http://{}/token", args.listen)
+                )?
+            );
+            return Ok(());
+        }
+        "ssa" => {
+            let directory = DevDirectory::new(&manifest.dir.join(".dev"));
+            let software = directory.software(args.demo.get("software_id").map(String::as_str))?;
+            println!(
+                "{}",
+                directory.ssa(
+                    &software,
+                    &format!("http://{}", keystore_addr(args.listen)?)
+                )?
+            );
+            eprintln!(
+                "software_id {}\norg_id {}\nfolder {} (client_private_key.json, \
+                 certificate.pem, certificate.url: the proxy's header value)",
+                software.software_id,
+                software.org_id,
+                software.dir.display()
+            );
+            return Ok(());
+        }
         "assertion" => {
             let folder = DevFolder::new(manifest.dir.join(".dev"));
             println!(
@@ -239,6 +285,27 @@ async fn run() -> anyhow::Result<()> {
             folder.overrides(&mut args.overrides)?;
             args.overrides
                 .set("issuer", format!("http://{}", args.listen));
+            // The development Directory (README, Registration): its keystore on the next
+            // port, trusted for software statements and clients' keys.
+            let directory = DevDirectory::new(folder.dir());
+            if directory.ensure()? {
+                eprintln!(
+                    "Generated a development Directory (SSA signing key) in {}",
+                    folder.dir().join("directory").display()
+                );
+            }
+            let keystore = keystore_addr(args.listen)?;
+            let origin = format!("http://{keystore}");
+            args.overrides.set_default("ssa_issuer", DEV_SSA_ISSUER);
+            args.overrides
+                .set_default("ssa_jwks_uri", format!("{origin}/openbanking.jwks"));
+            args.overrides
+                .set_default("jwks_allowed_hosts", origin.clone());
+            let listener = tokio::net::TcpListener::bind(keystore)
+                .await
+                .with_context(|| format!("cannot listen on {keystore}"))?;
+            println!("Development Directory keystore on {origin}");
+            tokio::spawn(directory.serve(listener, std::future::pending()));
             args.build = true;
         }
         _ => {
@@ -290,4 +357,13 @@ async fn run() -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await
+}
+
+/// Where `dev` serves its development Directory's keystore: the port after the server's.
+fn keystore_addr(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let port = listen
+        .port()
+        .checked_add(1)
+        .context("--listen leaves no port for the development Directory")?;
+    Ok(SocketAddr::new(listen.ip(), port))
 }

@@ -162,7 +162,7 @@ pub fn validate_bound_bearer(
 }
 
 /// Reads `Authorization: Bearer <token>` and checks it against the store, the registrations
-/// (a client removed from `clients` loses its tokens at once) and the certificate presented
+/// (a client removed from `clients`, or a deleted registration, loses its tokens at once) and the certificate presented
 /// on this request (`None` when mTLS is off).
 pub fn validate_bearer(
     request: &Request,
@@ -193,7 +193,12 @@ pub fn validate_bearer(
         .ok_or(ProtocolError::InvalidToken(
             "the access token is unknown or expired",
         ))?;
-    if clients.get(&stored.data.client_id).is_none() {
+    // A deleted registration loses its tokens at once (REG-36): one read, for registered
+    // clients only.
+    if crate::client::registration::lookup(clients, store, &stored.data.client_id, now)
+        .map_err(server_error)?
+        .is_none()
+    {
         return Err(ProtocolError::InvalidToken(
             "the access token is unknown or expired",
         ));

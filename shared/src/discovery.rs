@@ -18,6 +18,8 @@ pub const TOKEN_PATH: &str = "/token";
 pub const USERINFO_PATH: &str = "/userinfo";
 /// Route of the backchannel authentication endpoint.
 pub const BC_AUTHORIZE_PATH: &str = "/bc-authorize";
+/// Route of dynamic client registration (REG-1).
+pub const REGISTER_PATH: &str = "/register";
 
 /// `acr` values of the profile (BR-CIBA 5.2.2-5/6, DISC-9).
 pub const ACR_LOA2: &str = "urn:brasil:openbanking:loa2";
@@ -115,14 +117,16 @@ impl DiscoverySettings {
         });
         // DISC-3 (BR-DCR 6.1-5/7): the endpoints a client reaches with its certificate, on
         // the mTLS host (`mtls_base_url`), or on the issuer's own host when one proxy asks
-        // every caller for a certificate.
+        // every caller for a certificate. REG-2: registration needs mTLS (REG-3), so it is
+        // offered only with it, and among the aliases.
         if mtls {
             let base = self.mtls_base_url.as_ref().unwrap_or(issuer);
+            doc["registration_endpoint"] = json!(issuer.url(REGISTER_PATH));
             doc["mtls_endpoint_aliases"] = json!({
                 "token_endpoint": base.url(TOKEN_PATH),
                 "userinfo_endpoint": base.url(USERINFO_PATH),
                 "backchannel_authentication_endpoint": base.url(BC_AUTHORIZE_PATH),
-                // REG-2: `registration_endpoint` joins the aliases here, as `base.url(...)`.
+                "registration_endpoint": base.url(REGISTER_PATH),
             });
         }
         doc
@@ -166,7 +170,13 @@ mod tests {
                 "token_endpoint": "https://matls-auth.bank.example/token",
                 "userinfo_endpoint": "https://matls-auth.bank.example/userinfo",
                 "backchannel_authentication_endpoint": "https://matls-auth.bank.example/bc-authorize",
+                "registration_endpoint": "https://matls-auth.bank.example/register",
             })
+        );
+        // REG-2: the plain registration endpoint stays on the issuer.
+        assert_eq!(
+            d["registration_endpoint"],
+            json!("https://auth.bank.example/register")
         );
         assert_eq!(
             d["token_endpoint"],

@@ -25,6 +25,8 @@ pub enum Endpoint {
     Device,
     /// `/open-banking/consents/v3/consents`
     Consents,
+    /// `POST /register`, `GET|PUT|DELETE /register/{client_id}` (REG-1)
+    Registration,
 }
 
 /// Every failure a caller can be told about.
@@ -83,6 +85,16 @@ pub enum ProtocolError {
     ServerError(&'static str),
     /// `temporarily_unavailable`: a transient fault worth retrying.
     TemporarilyUnavailable(&'static str),
+    /// `invalid_client_metadata` (RFC 7591 3.2.2; registration.md's error table).
+    InvalidClientMetadata(&'static str),
+    /// `invalid_redirect_uri` (RFC 7591 3.2.2, REG-18).
+    InvalidRedirectUri(&'static str),
+    /// `invalid_software_statement`: the SSA cannot be trusted (REG-8…11).
+    InvalidSoftwareStatement(&'static str),
+    /// `unapproved_software_statement`: a valid SSA that policy refuses (REG-12/14/15/29).
+    UnapprovedSoftwareStatement(&'static str),
+    /// `invalid_webhook_uris` (DCR-SW, REG-19).
+    InvalidWebhookUris(&'static str),
     /// `access_denied` with 429 and `Retry-After` (its seconds): an abuse limit is full
     /// (BCA-31). CIBA 13's code for requests the OP refuses on its own; the status and header
     /// of RFC 6585 4 tell HTTP clients to retry later.
@@ -123,6 +135,11 @@ impl ProtocolError {
             Self::ServerError(_) => "server_error",
             Self::TemporarilyUnavailable(_) => "temporarily_unavailable",
             Self::TooManyRequests(..) => "access_denied",
+            Self::InvalidClientMetadata(_) => "invalid_client_metadata",
+            Self::InvalidRedirectUri(_) => "invalid_redirect_uri",
+            Self::InvalidSoftwareStatement(_) => "invalid_software_statement",
+            Self::UnapprovedSoftwareStatement(_) => "unapproved_software_statement",
+            Self::InvalidWebhookUris(_) => "invalid_webhook_uris",
             Self::RetryLater(..) => "temporarily_unavailable",
         }
     }
@@ -154,6 +171,11 @@ impl ProtocolError {
             | Self::NotFound(d)
             | Self::ServerError(d)
             | Self::TemporarilyUnavailable(d)
+            | Self::InvalidClientMetadata(d)
+            | Self::InvalidRedirectUri(d)
+            | Self::InvalidSoftwareStatement(d)
+            | Self::UnapprovedSoftwareStatement(d)
+            | Self::InvalidWebhookUris(d)
             | Self::TooManyRequests(d, _)
             | Self::RetryLater(d, _) => d,
         }
@@ -170,7 +192,13 @@ impl ProtocolError {
             // CIBA 13: 403 at the backchannel endpoint; CIBA 11 / RFC 6749 5.2: 400 at token.
             Self::AccessDenied(_) => match endpoint {
                 Token => 400,
-                BackchannelAuthentication | UserInfo | Device | Consents | Discovery | Jwks => 403,
+                BackchannelAuthentication
+                | UserInfo
+                | Device
+                | Consents
+                | Discovery
+                | Jwks
+                | Registration => 403,
             },
             // The device API: 409 for a request in the wrong state, 410 once expired (AD-4).
             Self::InvalidGrant(_) if endpoint == Device => 409,
@@ -187,7 +215,12 @@ impl ProtocolError {
             | Self::UnknownUserId(_)
             | Self::InvalidBindingMessage(_)
             | Self::ExpiredIdTokenHint(_)
-            | Self::InvalidIdTokenHint(_) => 400,
+            | Self::InvalidIdTokenHint(_)
+            | Self::InvalidClientMetadata(_)
+            | Self::InvalidRedirectUri(_)
+            | Self::InvalidSoftwareStatement(_)
+            | Self::UnapprovedSoftwareStatement(_)
+            | Self::InvalidWebhookUris(_) => 400,
             Self::Forbidden(_) => 403,
             Self::ConsentAlreadyRejected(_) => 422,
             Self::PayloadTooLarge(_) => 413,
@@ -242,6 +275,8 @@ impl ProtocolError {
                 Endpoint::UserInfo => "GET, POST",
                 Endpoint::Device => "GET, POST",
                 Endpoint::Consents => "GET, POST, DELETE",
+                // REG-1: the collection takes POST; `/register/{client_id}` overrides this.
+                Endpoint::Registration => "POST",
             };
             response.headers.push(("allow", allow.to_string()));
         }

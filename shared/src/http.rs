@@ -46,6 +46,8 @@ pub enum Method {
     Get,
     /// `POST`
     Post,
+    /// `PUT` (registration management, REG-1)
+    Put,
     /// `DELETE`
     Delete,
     /// Any other method: always refused.
@@ -58,6 +60,7 @@ impl Method {
         match name {
             "GET" => Self::Get,
             "POST" => Self::Post,
+            "PUT" => Self::Put,
             "DELETE" => Self::Delete,
             _ => Self::Other,
         }

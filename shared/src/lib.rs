@@ -46,3 +46,5 @@ pub(crate) mod fixtures;
 mod flow_tests;
 #[cfg(test)]
 mod redaction_tests;
+#[cfg(test)]
+mod registration_tests;

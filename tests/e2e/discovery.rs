@@ -40,9 +40,10 @@ fn disc_2_endpoints_are_published_under_the_issuer() {
         d["backchannel_authentication_endpoint"],
         json!(format!("{base}/bc-authorize"))
     );
-    assert!(
-        d.get("registration_endpoint").is_none(),
-        "registration is not offered"
+    // REG-2: registration (mTLS is on in this configuration, REG-3).
+    assert_eq!(
+        d["registration_endpoint"],
+        json!(format!("{base}/register"))
     );
     assert!(
         d.get("authorization_endpoint").is_none(),
@@ -64,7 +65,10 @@ fn disc_3_mtls_aliases_follow_the_client_cert_header() {
         aliases["backchannel_authentication_endpoint"],
         json!(format!("{base}/bc-authorize"))
     );
-    assert!(aliases.get("registration_endpoint").is_none());
+    assert_eq!(
+        aliases["registration_endpoint"],
+        json!(format!("{base}/register"))
+    );
     assert_eq!(d["tls_client_certificate_bound_access_tokens"], json!(true));
 
     let mut vars = variables();
@@ -73,6 +77,10 @@ fn disc_3_mtls_aliases_follow_the_client_cert_header() {
     assert!(
         plain.get("mtls_endpoint_aliases").is_none(),
         "without mTLS, no aliases"
+    );
+    assert!(
+        plain.get("registration_endpoint").is_none(),
+        "without mTLS, no registration (REG-3)"
     );
     assert_eq!(
         plain["tls_client_certificate_bound_access_tokens"],
@@ -96,9 +104,14 @@ fn disc_3_mtls_aliases_point_at_mtls_base_url() {
             "token_endpoint": format!("{mtls}/token"),
             "userinfo_endpoint": format!("{mtls}/userinfo"),
             "backchannel_authentication_endpoint": format!("{mtls}/bc-authorize"),
+            "registration_endpoint": format!("{mtls}/register"),
         })
     );
     assert_eq!(d["token_endpoint"], json!(format!("{}/token", server.base)));
+    assert_eq!(
+        d["registration_endpoint"],
+        json!(format!("{}/register", server.base))
+    );
 }
 
 #[test]

@@ -21,6 +21,7 @@ mod lifecycle;
 mod limits;
 mod one_grant;
 mod rate_limits;
+mod registration;
 mod review;
 mod secrets;
 mod soak;

@@ -52,6 +52,7 @@ fn build_once() {
 
 pub mod assertion;
 pub mod ciba;
+pub mod dcr;
 pub mod directory;
 
 /// Keys and registrations generated once per test run (never committed).

@@ -2,8 +2,11 @@
 //! (OIDC 9, RFC 7523) or `tls_client_auth` by subject DN (RFC 8705 2.1). The only way to get
 //! an [`AuthenticatedClient`] is [`authenticate`], so no endpoint can skip a check.
 
+use std::borrow::Cow;
+
 use crate::client::certificate::{ClientCertificate, ORGANIZATION_IDENTIFIER};
 use crate::client::keys::KeySource;
+use crate::client::registration;
 use crate::client::registry::{AuthMethod, Client, Clients};
 use crate::clock::{SKEW, UnixTime};
 use crate::config::{ClientCertHeader, Issuer};
@@ -37,14 +40,14 @@ pub struct ClientAuthSettings<'a> {
 /// A client that proved who it is on this request, with the certificate it presented.
 #[derive(Debug)]
 pub struct AuthenticatedClient<'c> {
-    client: &'c Client,
+    client: Cow<'c, Client>,
     certificate: Option<ClientCertificate>,
 }
 
 impl<'c> AuthenticatedClient<'c> {
     /// The registration.
-    pub fn client(&self) -> &'c Client {
-        self.client
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The certificate presented on this request, to bind tokens to (TOK-14, TKN-2).
@@ -102,15 +105,15 @@ pub fn authenticate<'c>(
 /// then [`CheckedClient::confirm`]s it: a refused request uses up nothing (CLI-6, design.md).
 #[derive(Debug)]
 pub struct CheckedClient<'c> {
-    client: &'c Client,
+    client: Cow<'c, Client>,
     certificate: Option<ClientCertificate>,
     replay: Option<keys::JtiMarker>,
 }
 
 impl<'c> CheckedClient<'c> {
     /// The registration.
-    pub fn client(&self) -> &'c Client {
-        self.client
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The certificate presented on this request.
@@ -145,6 +148,7 @@ pub fn check<'c>(
     endpoint: Endpoint,
     deps: &Deps<'_>,
 ) -> Result<CheckedClient<'c>, ProtocolError> {
+    let now = deps.clock.now();
     let certificate = ClientCertificate::presented(request, settings.client_cert_header)?;
     if settings.client_cert_header.mtls() && certificate.is_none() {
         return Err(invalid("a client certificate is required (mTLS)"));
@@ -164,13 +168,16 @@ pub fn check<'c>(
         ));
     }
     let (client, replay) = if assertion {
-        let (client, replay) = private_key_jwt(form, settings, endpoint, deps)?;
+        let (client, replay) = private_key_jwt(form, settings, endpoint, deps, now)?;
         (client, Some(replay))
     } else {
-        (tls_client_auth(form, settings, certificate.as_ref())?, None)
+        (
+            tls_client_auth(form, settings, certificate.as_ref(), deps, now)?,
+            None,
+        )
     };
     if endpoint == Endpoint::Token {
-        check_organisation(client, certificate.as_ref())?;
+        check_organisation(&client, certificate.as_ref())?;
     }
     Ok(CheckedClient {
         client,
@@ -186,8 +193,8 @@ fn private_key_jwt<'c>(
     settings: ClientAuthSettings<'c>,
     endpoint: Endpoint,
     deps: &Deps<'_>,
-) -> Result<(&'c Client, keys::JtiMarker), ProtocolError> {
-    let now: UnixTime = deps.clock.now();
+    now: UnixTime,
+) -> Result<(Cow<'c, Client>, keys::JtiMarker), ProtocolError> {
     if form.get("client_assertion_type") != Some(JWT_BEARER) {
         return Err(invalid(
             "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
@@ -200,15 +207,12 @@ fn private_key_jwt<'c>(
     // before the signature verifies.
     let claimed =
         unverified_issuer(assertion).ok_or(invalid("the client assertion is malformed"))?;
-    let client = settings
-        .clients
-        .get(&claimed)
-        .ok_or(invalid("unknown client"))?;
+    let client = find(settings, &claimed, deps, now)?;
     if client.auth_method != AuthMethod::PrivateKeyJwt {
         return Err(invalid("the client is not registered for private_key_jwt"));
     }
     // KEY-8, KEY-13/14: a key set that cannot be fetched is 503, never invalid_client.
-    let verifiers = settings.keys.verifiers(deps, client, assertion)?;
+    let verifiers = settings.keys.verifiers(deps, &client, assertion)?;
     let verified = verify_ps256(assertion, verifiers.iter()).map_err(|e| {
         invalid(match e {
             JwsError::AlgorithmNotAllowed => "the client assertion must be signed with PS256",
@@ -271,14 +275,12 @@ fn private_key_jwt<'c>(
         .str("jti")
         .filter(|j| !j.is_empty())
         .ok_or(invalid("the client assertion has no jti"))?;
-    Ok((
-        client,
-        keys::assertion_jti(&client.client_id, jti, exp + SKEW, now),
-    ))
+    let marker = keys::assertion_jti(&client.client_id, jti, exp + SKEW, now);
+    Ok((client, marker))
 }
 
 /// The `iss` claim of a JWS whose signature has not been checked: used only to pick the keys.
-pub(crate) fn unverified_issuer(compact: &str) -> Option<String> {
+pub fn unverified_issuer(compact: &str) -> Option<String> {
     let payload = compact.split('.').nth(1)?;
     let bytes = crate::jose::b64url_decode(payload)?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
@@ -290,14 +292,13 @@ fn tls_client_auth<'c>(
     form: &Form,
     settings: ClientAuthSettings<'c>,
     certificate: Option<&ClientCertificate>,
-) -> Result<&'c Client, ProtocolError> {
+    deps: &Deps<'_>,
+    now: UnixTime,
+) -> Result<Cow<'c, Client>, ProtocolError> {
     let client_id = form
         .get("client_id")
         .ok_or(invalid("client authentication is required"))?;
-    let client = settings
-        .clients
-        .get(client_id)
-        .ok_or(invalid("unknown client"))?;
+    let client = find(settings, client_id, deps, now)?;
     if client.auth_method != AuthMethod::TlsClientAuth {
         return Err(invalid("the client is not registered for tls_client_auth"));
     }
@@ -314,6 +315,19 @@ fn tls_client_auth<'c>(
         ));
     }
     Ok(client)
+}
+
+/// The client `client_id`, static or registered ([`registration::lookup`]): a deleted
+/// registration is unknown at once (REG-36).
+fn find<'c>(
+    settings: ClientAuthSettings<'c>,
+    client_id: &str,
+    deps: &Deps<'_>,
+    now: UnixTime,
+) -> Result<Cow<'c, Client>, ProtocolError> {
+    registration::lookup(settings.clients, deps.store, client_id, now)
+        .map_err(|_| ProtocolError::ServerError("the store is unavailable"))?
+        .ok_or(invalid("unknown client"))
 }
 
 /// CLI-10 [decision: enforced at the token endpoint]: a client registered with its
@@ -374,7 +388,7 @@ mod tests {
             client_cert_header: &ClientCertHeader::load(&std::collections::HashMap::new()).unwrap(),
             keys: &crate::fixtures::key_source(),
         };
-        let deps = crate::endpoints::Deps {
+        let deps = Deps {
             store,
             clock: &crate::clock::FixedClock(NOW),
             random: &crate::clock::CountingRandom::default(),

@@ -9,6 +9,10 @@
 //! - [`fetch`]: outbound HTTP, for keys published by `jwks_uri` (KEY-10…18).
 //! - [`keys`]: where every endpoint gets a client's public keys (KEY-8).
 //! - [`keystore`]: keys published at a `jwks_uri`, fetched and cached (KEY-10…17).
+//! - [`ssa`]: the Directory's software statement and its binding to the client certificate
+//!   (REG-7…15).
+//! - [`registration`]: dynamic registrations: metadata rules, records, and the one client
+//!   lookup every endpoint uses (REG-16…31).
 
 pub mod auth;
 pub mod certificate;
@@ -16,4 +20,6 @@ pub mod dn;
 pub mod fetch;
 pub mod keys;
 pub mod keystore;
+pub mod registration;
 pub mod registry;
+pub mod ssa;

@@ -125,7 +125,10 @@ impl DeviceEndpoint {
             (Method::Get, ["requests", id]) => {
                 let (reference, stored) = self.find(id, deps, now)?;
                 let request = redeemed(stored.data, &reference, deps, now)?;
-                Ok(Response::json(200, &self.view(&request, id, now)))
+                Ok(Response::json(
+                    200,
+                    &self.view(&request, id, deps.store, now),
+                ))
             }
             (Method::Post, ["requests", id, "approve"]) => self.approve(request, id, deps, now),
             (Method::Post, ["requests", id, "deny"]) => self.deny(id, deps, now),
@@ -209,10 +212,27 @@ impl DeviceEndpoint {
                 record::get::<AuthRequest>(deps.store, &keys::auth_request(&reference), now)
                     .map_err(store_error)?
             {
+                // REG-36: a deleted registration's pending requests are gone with it.
+                if !self.client_exists(&stored.data.client_id, deps, now)? {
+                    return Err(not_found);
+                }
                 return Ok((reference, stored));
             }
         }
         Err(not_found)
+    }
+
+    /// Whether the request's client is still registered, static or dynamic (REG-30/36): no
+    /// store call for a static client.
+    fn client_exists(
+        &self,
+        client_id: &str,
+        deps: &Deps<'_>,
+        now: UnixTime,
+    ) -> Result<bool, ProtocolError> {
+        crate::client::registration::lookup(&self.config.clients, deps.store, client_id, now)
+            .map(|c| c.is_some())
+            .map_err(store_error)
     }
 
     fn consent(
@@ -228,8 +248,23 @@ impl DeviceEndpoint {
     }
 
     /// AD-2: what the holder must see to decide.
-    fn view(&self, request: &AuthRequest, reference: &str, now: UnixTime) -> Value {
-        let client = self.config.clients.get(&request.client_id);
+    fn view(
+        &self,
+        request: &AuthRequest,
+        reference: &str,
+        store: &dyn crate::store::KeyValue,
+        now: UnixTime,
+    ) -> Value {
+        // Static or registered (REG-30); a registration that cannot be read shows no name.
+        let client = crate::client::registration::lookup(
+            &self.config.clients,
+            store,
+            &request.client_id,
+            now,
+        )
+        .ok()
+        .flatten();
+        let client = client.as_deref();
         let mut view = json!({
             "id": reference,
             "status": request.state(now),
@@ -260,7 +295,7 @@ impl DeviceEndpoint {
         deps: &Deps<'_>,
         now: UnixTime,
     ) -> Result<Value, ProtocolError> {
-        let mut view = self.view(request, reference, now);
+        let mut view = self.view(request, reference, deps.store, now);
         if let Ok(consent) = self.consent(&request.consent_id, deps, now) {
             let consent = consent.at(now);
             view["consent"] = json!({
@@ -296,6 +331,7 @@ impl DeviceEndpoint {
                     .map_err(store_error)?
                 && stored.data.state(now) == State::Pending
                 && stored.data.subject.as_deref() == Some(subject.as_str())
+                && self.client_exists(&stored.data.client_id, deps, now)?
             {
                 requests.push(self.view_with_consent(&stored.data, &reference, deps, now)?);
             }
@@ -410,7 +446,7 @@ impl DeviceEndpoint {
             }
             return Err(e);
         }
-        let mut view = self.view(&approved, &reference, now);
+        let mut view = self.view(&approved, &reference, deps.store, now);
         view["consent_status"] = json!(authorised.status);
         Ok(Response::json(200, &view))
     }
@@ -451,7 +487,10 @@ impl DeviceEndpoint {
         self.write(&reference, &stored, &denied, deps)?;
         crate::consent::follow_decision(deps.store, &denied, &reference, now, deps.random)
             .map_err(store_error)?;
-        Ok(Response::json(200, &self.view(&denied, &reference, now)))
+        Ok(Response::json(
+            200,
+            &self.view(&denied, &reference, deps.store, now),
+        ))
     }
 
     /// Swaps in the request's next state; a concurrent decision makes this one lose (AD-4:

@@ -5,6 +5,7 @@ pub mod consents;
 pub mod device;
 pub mod device_page;
 pub mod jwks;
+pub mod register;
 pub mod token;
 pub mod userinfo;
 pub mod well_known;
@@ -18,7 +19,7 @@ use crate::store::KeyValue;
 fn get_only(request: &Request, endpoint: Endpoint, document: &Response) -> Response {
     match request.method {
         Method::Get => document.clone(),
-        Method::Post | Method::Delete | Method::Other => {
+        Method::Post | Method::Put | Method::Delete | Method::Other => {
             ProtocolError::MethodNotAllowed("this endpoint answers GET only").to_response(endpoint)
         }
     }

@@ -104,7 +104,7 @@ impl UserInfoEndpoint {
 fn check_method(request: &Request) -> Result<(), ProtocolError> {
     match request.method {
         Method::Get | Method::Post => Ok(()),
-        Method::Delete | Method::Other => Err(ProtocolError::MethodNotAllowed(
+        Method::Put | Method::Delete | Method::Other => Err(ProtocolError::MethodNotAllowed(
             "the userinfo endpoint answers GET and POST only",
         )),
     }

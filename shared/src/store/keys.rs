@@ -379,6 +379,27 @@ pub fn holder_pending(sub: &str, until: i64) -> String {
     format!("pending:bca:holder:{}:{until}", digest(sub))
 }
 
+/// A dynamic registration (REG-30): `client:{client_id}`, the id this server generated.
+pub fn registered_client(client_id: &str) -> String {
+    format!("client:{client_id}")
+}
+
+/// A registration access token, under its hash (REG-31).
+pub fn registration_access_token(rat: &str) -> String {
+    registration_access_token_by_hash(&digest(rat))
+}
+
+/// The same key, from the hash a registration keeps (REG-36 deletes it).
+pub fn registration_access_token_by_hash(hash: &str) -> String {
+    format!("rat:{hash}")
+}
+
+/// The registration of one `software_id` (REG-29): a counter that only one registration can
+/// take from 0 to 1 ([`super::KeyValue::increment`]); DELETE removes it.
+pub fn software(software_id: &str) -> String {
+    format!("software:{}", digest(software_id))
+}
+
 /// The stored copy of the JWK Set fetched from a `jwks_uri` (KEY-12): one per URI, shared by
 /// every client that uses it, under the URI's hash.
 pub fn jwks(uri: &str) -> String {
