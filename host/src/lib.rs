@@ -6,9 +6,11 @@
 pub mod build;
 pub mod dev;
 pub mod kv;
+pub mod kv_redis;
 pub mod manifest;
 pub mod routes;
 pub mod runtime;
 pub mod server;
+pub mod stores;
 pub mod variables;
 pub mod wasm_bench;

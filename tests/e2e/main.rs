@@ -20,6 +20,7 @@ mod lifecycle;
 mod limits;
 mod one_grant;
 mod rate_limits;
+mod redis;
 mod review;
 mod secrets;
 mod soak;
