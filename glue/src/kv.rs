@@ -2,7 +2,7 @@
 //! re-read rules of design.md, State, for Spin's store quirks.
 
 use ciba::store::{KeyPage, KeyValue, NextValue, StoreError, Swap};
-use spin_sdk::experimental::wasi::keyvalue::{atomics, store};
+use spin_sdk::experimental::wasi::keyvalue::{atomics, batch, store};
 
 /// An open bucket of the runtime's store.
 pub struct SpinStore {
@@ -87,6 +87,41 @@ impl KeyValue for SpinStore {
 
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
         atomics::increment(&self.bucket, key, delta).map_err(fault)
+    }
+
+    /// `get-many`: Spin answers only the keys that exist; a `none` another host might send
+    /// is left out the same way. No call for no keys.
+    fn get_many(&self, keys: &[&str]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_string()).collect();
+        let found = batch::get_many(&self.bucket, &keys).map_err(fault)?;
+        Ok(found
+            .into_iter()
+            .filter_map(|(key, value)| Some((key, value?)))
+            .collect())
+    }
+
+    /// `set-many`: one transaction on Spin's SQLite store. No call for no pairs.
+    fn set_many(&self, pairs: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let pairs: Vec<(String, Vec<u8>)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.to_vec()))
+            .collect();
+        batch::set_many(&self.bucket, &pairs).map_err(fault)
+    }
+
+    /// `delete-many`: one statement on Spin's SQLite store. No call for no keys.
+    fn delete_many(&self, keys: &[&str]) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_string()).collect();
+        batch::delete_many(&self.bucket, &keys).map_err(fault)
     }
 
     /// `list-keys`: Spin 4 answers every key in one page (it refuses a cursor), from SQLite

@@ -116,6 +116,67 @@ impl SqliteKv {
             .map_err(sql)
     }
 
+    /// The values of those of `keys` that exist, as Spin's `get_many` answers them: one
+    /// `SELECT … WHERE key IN (…)`, the rows found and nothing for absent keys. (Spin binds the
+    /// keys as one `rarray`; the same statement with a placeholder per key spares the host
+    /// rusqlite's `array` feature.)
+    pub fn get_many(
+        &self,
+        store: &str,
+        keys: &[String],
+    ) -> Result<Vec<(String, Vec<u8>)>, KvError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT key, value FROM spin_key_value WHERE store = ?1 AND key IN ({})",
+                placeholders(keys.len())
+            ))
+            .map_err(sql)?;
+        let params = std::iter::once(store).chain(keys.iter().map(String::as_str));
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params), |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .map_err(sql)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+    }
+
+    /// Writes every pair in one transaction, as Spin's `set_many` does: one wait for the disk.
+    pub fn set_many(&self, store: &str, pairs: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().map_err(sql)?;
+        for (key, value) in pairs {
+            tx.execute(
+                "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(store, key) DO UPDATE SET value = ?3",
+                params![store, key, value],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
+    /// Removes every key of `keys` in one statement, as Spin's `delete_many` does.
+    pub fn delete_many(&self, store: &str, keys: &[String]) -> Result<(), KvError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let params = std::iter::once(store).chain(keys.iter().map(String::as_str));
+        self.conn()?
+            .execute(
+                &format!(
+                    "DELETE FROM spin_key_value WHERE store = ?1 AND key IN ({})",
+                    placeholders(keys.len())
+                ),
+                rusqlite::params_from_iter(params),
+            )
+            .map(drop)
+            .map_err(sql)
+    }
+
     /// Whether `key` exists.
     pub fn exists(&self, store: &str, key: &str) -> Result<bool, KvError> {
         Ok(self.get(store, key)?.is_some())
@@ -191,6 +252,14 @@ impl SqliteKv {
     }
 }
 
+/// `?2, ?3, …`: one placeholder per key after the store's `?1`.
+fn placeholders(n: usize) -> String {
+    (2..n + 2)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One label of a [`SqliteKv`] as the shared crate's [`ciba::store::KeyValue`]: what the
 /// operator's commands run on the file directly (`ciba-host sweep-legacy`), with no component
 /// in between. Counters and compare-and-swap as Spin's store does them.
@@ -256,6 +325,24 @@ impl ciba::store::KeyValue for Label<'_> {
             .map_err(store_error)
     }
 
+    fn get_many(&self, keys: &[&str]) -> Result<Vec<(String, Vec<u8>)>, ciba::store::StoreError> {
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_string()).collect();
+        self.kv.get_many(self.label, &keys).map_err(store_error)
+    }
+
+    fn set_many(&self, pairs: &[(&str, &[u8])]) -> Result<(), ciba::store::StoreError> {
+        let pairs: Vec<(String, Vec<u8>)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.to_vec()))
+            .collect();
+        self.kv.set_many(self.label, &pairs).map_err(store_error)
+    }
+
+    fn delete_many(&self, keys: &[&str]) -> Result<(), ciba::store::StoreError> {
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_string()).collect();
+        self.kv.delete_many(self.label, &keys).map_err(store_error)
+    }
+
     fn list_keys(
         &self,
         _cursor: Option<&str>,
@@ -307,6 +394,30 @@ pub enum KvOp {
     CasCurrent,
     /// `atomics.swap`.
     CasSwap,
+    /// `batch.get-many` (one call whatever its number of keys).
+    GetMany,
+    /// `batch.set-many` (one call, one transaction on Spin's SQLite store).
+    SetMany,
+    /// `batch.delete-many` (one call, one statement on Spin's SQLite store).
+    DeleteMany,
+}
+
+impl KvOp {
+    /// Whether the call writes: `set`, `delete`, `increment`, a swap, and each batch write as
+    /// **one** write whatever its number of keys, as Spin's SQLite store commits it (one
+    /// transaction that waits for the disk). Reads (`get`, `exists`, `list-keys`,
+    /// `current`, `get-many`) do not.
+    pub fn is_write(self) -> bool {
+        match self {
+            Self::Set
+            | Self::Delete
+            | Self::Increment
+            | Self::CasSwap
+            | Self::SetMany
+            | Self::DeleteMany => true,
+            Self::Get | Self::Exists | Self::ListKeys | Self::CasCurrent | Self::GetMany => false,
+        }
+    }
 }
 
 /// The most calls [`KvFaults::ops`] remembers between two arms.
@@ -395,6 +506,53 @@ mod tests {
         let seen = kv.get("default", "k").unwrap();
         assert!(kv.swap("default", "k", seen.as_deref(), b"v3").unwrap());
         assert_eq!(kv.get("default", "k").unwrap().unwrap(), b"v3");
+    }
+
+    #[test]
+    fn batches_as_spin_does_them() {
+        let kv = SqliteKv::in_memory().unwrap();
+        let pairs = [("a", b"1"), ("b", b"2")].map(|(k, v)| (k.to_string(), v.to_vec()));
+        kv.set_many("default", &pairs).unwrap();
+        kv.set("other", "a", b"x").unwrap();
+        kv.increment("default", "c", 7).unwrap();
+        let keys = ["a", "absent", "c", "b"].map(String::from);
+        let mut found = kv.get_many("default", &keys).unwrap();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                ("a".to_string(), b"1".to_vec()),
+                ("b".to_string(), b"2".to_vec()),
+                ("c".to_string(), 7i64.to_le_bytes().to_vec()),
+            ],
+            "only the keys that exist, in this label"
+        );
+        assert_eq!(kv.get_many("default", &[]).unwrap(), []);
+        kv.delete_many("default", &["a", "c", "absent"].map(String::from))
+            .unwrap();
+        assert_eq!(kv.keys("default").unwrap(), ["b"]);
+        assert_eq!(
+            kv.get("other", "a").unwrap().unwrap(),
+            b"x",
+            "another label"
+        );
+    }
+
+    #[test]
+    fn set_many_is_one_transaction() {
+        let kv = SqliteKv::in_memory().unwrap();
+        // A pair the database refuses fails the whole batch: nothing of it is written.
+        kv.conn()
+            .unwrap()
+            .execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON spin_key_value
+                 WHEN NEW.key = 'bad' BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                [],
+            )
+            .unwrap();
+        let pairs = [("x", b"1"), ("bad", b"2")].map(|(k, v)| (k.to_string(), v.to_vec()));
+        assert!(kv.set_many("default", &pairs).is_err());
+        assert_eq!(kv.get("default", "x").unwrap(), None, "rolled back");
     }
 
     #[test]

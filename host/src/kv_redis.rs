@@ -157,6 +157,46 @@ impl RedisKv {
         Ok(keys)
     }
 
+    /// Spin's `get_many` on Redis, as its code makes it: `KEYS k1 k2 …`, the keys sent as
+    /// `KEYS` patterns (not `MGET`), the answer read as `(key, value)` pairs. Redis refuses
+    /// `KEYS` with more than one argument; with one, it answers the names matching it as a
+    /// glob pattern, which the redis crate (0.32) cannot read as pairs: it panics when the key
+    /// exists (here the panic stays on the I/O thread and the guest gets a store error), and
+    /// answers nothing when it does not. So on Spin 4.1's Redis store no `get-many` answers
+    /// a value: the bundle must not rely on it there.
+    pub fn get_many(&self, keys: &[String]) -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
+        let keys = keys.to_vec();
+        let values = self.run(|mut c| async move {
+            c.keys::<_, Vec<(String, Option<Vec<u8>>)>>(keys)
+                .await
+                .map_err(redis_error)
+        })?;
+        limit(
+            std::mem::size_of::<Vec<(String, Option<Vec<u8>>)>>()
+                + values
+                    .iter()
+                    .map(|(k, v)| {
+                        std::mem::size_of::<(String, Option<Vec<u8>>)>()
+                            + k.len()
+                            + v.as_ref().map_or(0, Vec::len)
+                    })
+                    .sum::<usize>(),
+        )?;
+        Ok(values)
+    }
+
+    /// `MSET k1 v1 k2 v2 …`.
+    pub fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        let pairs = pairs.to_vec();
+        self.run(|mut c| async move { c.mset::<_, _, ()>(&pairs).await.map_err(redis_error) })
+    }
+
+    /// `DEL k1 k2 …`.
+    pub fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
+        let keys = keys.to_vec();
+        self.run(|mut c| async move { c.del::<_, ()>(keys).await.map_err(redis_error) })
+    }
+
     /// `INCRBY key delta`: Redis keeps the counter as decimal text (the SQLite store keeps 8
     /// little-endian bytes), so a counter read back with `get` differs between the two.
     pub fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
@@ -235,6 +275,8 @@ fn wait<T: Send + 'static>(
     io.spawn(async move {
         let _ = tx.send(fut.await);
     });
+    // No answer: the call panicked on the I/O thread (the redis crate does, reading `KEYS`'
+    // answer as pairs in `get_many`), or the store is shutting down.
     rx.recv()
-        .map_err(|_| "the Redis store stopped".to_string())
+        .map_err(|_| "the Redis call failed without an answer (it panicked)".to_string())
 }

@@ -83,6 +83,38 @@ impl Kv {
         }
     }
 
+    /// `batch.get-many`: the pairs the store answers (SQLite: the keys that exist).
+    pub fn get_many(
+        &self,
+        label: &str,
+        keys: &[String],
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
+        match self {
+            Self::Sqlite(kv) => Ok(kv
+                .get_many(label, keys)?
+                .into_iter()
+                .map(|(k, v)| (k, Some(v)))
+                .collect()),
+            Self::Redis(kv) => kv.get_many(keys),
+        }
+    }
+
+    /// `batch.set-many`.
+    pub fn set_many(&self, label: &str, pairs: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        match self {
+            Self::Sqlite(kv) => kv.set_many(label, pairs),
+            Self::Redis(kv) => kv.set_many(pairs),
+        }
+    }
+
+    /// `batch.delete-many`.
+    pub fn delete_many(&self, label: &str, keys: &[String]) -> Result<(), KvError> {
+        match self {
+            Self::Sqlite(kv) => kv.delete_many(label, keys),
+            Self::Redis(kv) => kv.delete_many(keys),
+        }
+    }
+
     /// Adds `delta` to the counter under `key`.
     pub fn increment(&self, label: &str, key: &str, delta: i64) -> Result<i64, KvError> {
         match self {

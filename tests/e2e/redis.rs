@@ -188,3 +188,44 @@ fn tok_10_ad_5_cons_2_two_hosts_on_one_redis_alternating_requests_hold_exactly_o
         assert_oauth_error(&refresh(&a, &rt), 400, "invalid_grant");
     }
 }
+
+/// The batch calls on Redis as Spin 4.1 makes them: `set-many` is `MSET`, `delete-many` is
+/// `DEL`, and `get-many` sends the keys to `KEYS` (kv_redis.rs), which answers no value:
+/// refused for two keys or more, an error for one key that exists, nothing for one that
+/// does not.
+#[test]
+fn redis_batch_calls_as_spin_makes_them_get_many_answers_no_value() {
+    let redis = RedisServer::start();
+    let server = Server::probe(Store::Redis(redis.url()));
+    let call = |path: &str, body: Value| {
+        server.send(
+            "POST",
+            path,
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    };
+    let stored = call(
+        "/kv/_/set-many",
+        json!({ "pairs": { "a": "1", "b": "2", "c": "3" } }),
+    );
+    assert_eq!(stored.status, 200, "{}", text(&stored));
+    assert_eq!(server.get("/kv/b").json()["value"], json!("2"));
+    // Two keys: Redis refuses `KEYS a c`.
+    let two = call("/kv/_/get-many", json!({ "keys": ["a", "c"] }));
+    assert_eq!(two.status, 500, "{}", text(&two));
+    assert!(text(&two).contains("wrong number of arguments for 'keys'"));
+    // One key that exists: `KEYS a` answers `["a"]`, which the redis crate cannot read as
+    // pairs (it panics).
+    let one = call("/kv/_/get-many", json!({ "keys": ["a"] }));
+    assert_eq!(one.status, 500, "{}", text(&one));
+    // One key that does not: no match, no pair.
+    let absent = call("/kv/_/get-many", json!({ "keys": ["zz"] }));
+    assert_eq!(absent.json()["found"], json!({}));
+    // The connection survives all that.
+    assert_eq!(server.get("/kv/a").json()["value"], json!("1"));
+    let deleted = call("/kv/_/delete-many", json!({ "keys": ["a", "c"] }));
+    assert_eq!(deleted.status, 200, "{}", text(&deleted));
+    assert_eq!(server.get("/kv/a").status, 404);
+    assert_eq!(server.get("/kv/b").json()["value"], json!("2"));
+}

@@ -226,3 +226,72 @@ fn a_store_created_in_wal_mode_stays_wal_and_a_fresh_one_is_a_rollback_journal()
     let _ = std::fs::remove_dir_all(wal_dir);
     let _ = std::fs::remove_dir_all(fresh_dir);
 }
+
+/// Issue 18: the batch calls of `wasi:keyvalue/batch` as Spin's SQLite store makes them:
+/// `get-many` answers only the keys that exist, `set-many` writes every pair and
+/// `delete-many` removes every key, each one counted call (and a batch write one write)
+/// whatever its number of keys.
+#[test]
+fn batch_calls_read_write_and_delete_many_keys_in_one_call_each() {
+    let dir = temp_dir("batch");
+    let server = Server::probe(Store::Dir(dir.clone()));
+    let faults = &server.faults;
+    server.send("PUT", "/kv/kept", &[], b"k");
+    faults.count();
+    let stored = post(
+        &server,
+        "/kv/_/set-many",
+        json!({ "pairs": { "a": "1", "b": "2", "c": "3" } }),
+    );
+    assert_eq!(stored["stored"], json!(3));
+    assert_eq!(faults.ops(), [ciba_host::kv::KvOp::SetMany]);
+    assert!(faults.ops().iter().all(|op| op.is_write()));
+    for (key, value) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        assert_eq!(
+            server.get(&format!("/kv/{key}")).json()["value"],
+            json!(value)
+        );
+    }
+    faults.count();
+    let found = post(
+        &server,
+        "/kv/_/get-many",
+        json!({ "keys": ["a", "absent", "c", "kept"] }),
+    );
+    assert_eq!(
+        found["found"],
+        json!({ "a": "1", "c": "3", "kept": "k" }),
+        "only the keys that exist"
+    );
+    assert_eq!(faults.ops(), [ciba_host::kv::KvOp::GetMany]);
+    faults.count();
+    post(
+        &server,
+        "/kv/_/delete-many",
+        json!({ "keys": ["a", "c", "absent"] }),
+    );
+    assert_eq!(faults.ops(), [ciba_host::kv::KvOp::DeleteMany]);
+    assert_eq!(server.get("/kv/a").status, 404);
+    assert_eq!(server.get("/kv/c").status, 404);
+    assert_eq!(server.get("/kv/b").json()["value"], json!("2"));
+    // No keys: no call at all, as Spin answers an empty batch without the store.
+    faults.count();
+    post(&server, "/kv/_/get-many", json!({ "keys": [] }));
+    post(&server, "/kv/_/set-many", json!({ "pairs": {} }));
+    assert_eq!(faults.ops(), []);
+    // A failed set-many writes nothing.
+    faults.arm(1);
+    let failed = server.send(
+        "POST",
+        "/kv/_/set-many",
+        &[("content-type", "application/json")],
+        json!({ "pairs": { "x": "1", "y": "2" } })
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(failed.status, 500);
+    assert_eq!(server.get("/kv/x").status, 404);
+    assert_eq!(server.get("/kv/y").status, 404);
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -113,6 +113,40 @@ impl KeyValue for MemoryStore {
         Ok(*value)
     }
 
+    /// Under one lock: the batch is atomic here, which no caller may count on.
+    fn get_many(&self, keys: &[&str]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let values = self.lock_values()?;
+        let counters = self.lock_counters()?;
+        Ok(keys
+            .iter()
+            .filter_map(|key| {
+                let value = values
+                    .get(*key)
+                    .cloned()
+                    .or_else(|| counters.get(*key).map(|c| c.to_le_bytes().to_vec()))?;
+                Some(((*key).to_string(), value))
+            })
+            .collect())
+    }
+
+    fn set_many(&self, pairs: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        let mut values = self.lock_values()?;
+        for (key, value) in pairs {
+            values.insert((*key).to_string(), value.to_vec());
+        }
+        Ok(())
+    }
+
+    fn delete_many(&self, keys: &[&str]) -> Result<(), StoreError> {
+        let mut values = self.lock_values()?;
+        let mut counters = self.lock_counters()?;
+        for key in keys {
+            values.remove(*key);
+            counters.remove(*key);
+        }
+        Ok(())
+    }
+
     /// Every key, values and counters, in one page.
     fn list_keys(&self, _cursor: Option<&str>) -> Result<KeyPage, StoreError> {
         let mut keys: Vec<String> = self.lock_values()?.keys().cloned().collect();
@@ -167,6 +201,29 @@ mod tests {
             .unwrap();
         assert_eq!(seen, [None, Some(b"a".to_vec())]);
         assert_eq!(store.get("k").unwrap().as_deref(), Some(&b"b"[..]));
+    }
+
+    #[test]
+    fn batches_answer_only_keys_that_exist_and_write_every_pair() {
+        let store = MemoryStore::new();
+        store.set_many(&[("a", b"1"), ("b", b"2")]).unwrap();
+        store.increment("c", 7).unwrap();
+        let mut found = store.get_many(&["a", "absent", "c", "b"]).unwrap();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                ("a".to_string(), b"1".to_vec()),
+                ("b".to_string(), b"2".to_vec()),
+                ("c".to_string(), 7i64.to_le_bytes().to_vec()),
+            ]
+        );
+        assert_eq!(store.get_many(&[]).unwrap(), []);
+        store.delete_many(&["a", "c", "absent"]).unwrap();
+        assert_eq!(
+            store.get_many(&["a", "b", "c"]).unwrap(),
+            [("b".to_string(), b"2".to_vec())]
+        );
     }
 
     #[test]

@@ -90,6 +90,43 @@ pub trait KeyValue {
     /// no cursor, and on Redis with `KEYS *`): only the operator's listing sweep
     /// ([`purge::sweep_listing`]) does.
     fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, StoreError>;
+
+    /// The values of those of `keys` that exist, as `(key, value)` pairs in no particular
+    /// order: `wasi:keyvalue/batch` `get-many` as Spin answers it (one `SELECT … IN` on its
+    /// SQLite store; absent keys are left out, not answered `none`). One round trip for
+    /// independent reads. A counter reads as [`KeyValue::get`] reads it. The default is one
+    /// [`KeyValue::get`] per key, for a store without batches.
+    fn get_many(&self, keys: &[&str]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(value) = self.get(key)? {
+                found.push(((*key).to_string(), value));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Writes every pair: `wasi:keyvalue/batch` `set-many`, one transaction on Spin's SQLite
+    /// store (one wait for the disk instead of one per key). Not atomic across keys on every
+    /// store (the interface promises none): a failure may leave some pairs written, so a
+    /// caller batches only writes that are each harmless alone. The default is one
+    /// [`KeyValue::set`] per pair.
+    fn set_many(&self, pairs: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        for (key, value) in pairs {
+            self.set(key, value)?;
+        }
+        Ok(())
+    }
+
+    /// Removes every key of `keys` (absent ones are skipped): `wasi:keyvalue/batch`
+    /// `delete-many`, one statement on Spin's SQLite store. Not atomic across keys on every
+    /// store. The default is one [`KeyValue::delete`] per key.
+    fn delete_many(&self, keys: &[&str]) -> Result<(), StoreError> {
+        for key in keys {
+            self.delete(key)?;
+        }
+        Ok(())
+    }
 }
 
 /// Marks `key` used, once: `Ok(true)` for exactly one caller, however many race.

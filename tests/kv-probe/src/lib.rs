@@ -8,6 +8,8 @@
 //! - `POST /kv/<key>/swap`: reads with a CAS handle and swaps the body in, with no intruder:
 //!   the store's own answer (`swapped`, `cas-failed`)
 //! - `POST /kv/<key>/increment`: adds 1 to a counter
+//! - `POST /kv/_/get-many` `{"keys": […]}`, `POST /kv/_/set-many` `{"pairs": {key: value}}`,
+//!   `POST /kv/_/delete-many` `{"keys": […]}`: the glue's batch calls (`wasi:keyvalue/batch`)
 //! - `POST /kv/<key>/hold`: a barrier, to see requests interleave inside one instance: adds 1
 //!   to `<key>-arrived`, then waits (sleeping, so the instance can take other requests) until
 //!   `<key>-release` exists, and answers this instance's id and the most hold requests it has
@@ -133,10 +135,53 @@ async fn handle(request: Request) -> impl IntoResponse {
         (ciba::http::Method::Post, "increment") => store
             .increment(key, 1)
             .map(|v| serde_json::json!({ "value": v })),
+        (ciba::http::Method::Post, "get-many" | "set-many" | "delete-many") => {
+            batch(&store, action, &request.body)
+        }
         _ => return json(404, serde_json::json!({})),
     };
     match result {
         Ok(v) => json(200, v),
         Err(e) => json(500, serde_json::json!({ "error": e.to_string() })),
+    }
+}
+
+/// One batch call of the glue, from the JSON body described above.
+fn batch(
+    store: &SpinStore,
+    action: &str,
+    body: &[u8],
+) -> Result<serde_json::Value, ciba::store::StoreError> {
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let keys: Vec<&str> = body["keys"]
+        .as_array()
+        .map(|keys| keys.iter().filter_map(serde_json::Value::as_str).collect())
+        .unwrap_or_default();
+    match action {
+        "get-many" => {
+            let found = store.get_many(&keys)?;
+            let found: serde_json::Map<String, serde_json::Value> = found
+                .into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v).into()))
+                .collect();
+            Ok(serde_json::json!({ "found": found }))
+        }
+        "set-many" => {
+            let pairs: Vec<(&str, &[u8])> = body["pairs"]
+                .as_object()
+                .map(|pairs| {
+                    pairs
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default().as_bytes()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            store
+                .set_many(&pairs)
+                .map(|()| serde_json::json!({ "stored": pairs.len() }))
+        }
+        _ => store
+            .delete_many(&keys)
+            .map(|()| serde_json::json!({ "deleted": keys.len() })),
     }
 }
