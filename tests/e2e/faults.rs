@@ -1250,15 +1250,19 @@ fn faults_every_step_s_calls_on_redis() {
     let f = Faulty::on_redis();
     let faults = &f.c.server.faults;
     for step in steps() {
-        let given = (step.setup)(&f.c);
-        faults.count();
-        let answer = (step.run)(&f.c, &given);
-        assert_eq!(answer.status, step.ok, "{}: {}", step.name, text(&answer));
-        let calls = faults.ops();
-        let writes = calls
-            .iter()
-            .filter(|op| !matches!(op, KvOp::Get | KvOp::Exists | KvOp::CasCurrent | KvOp::ListKeys))
-            .count();
+        // The fewest of three runs, as run_step counts (a run may also do a sweep turn).
+        let mut calls: Vec<KvOp> = Vec::new();
+        for run in 0..3 {
+            let given = (step.setup)(&f.c);
+            faults.count();
+            let answer = (step.run)(&f.c, &given);
+            assert_eq!(answer.status, step.ok, "{}: {}", step.name, text(&answer));
+            let seen = faults.ops();
+            if run == 0 || seen.len() < calls.len() {
+                calls = seen;
+            }
+        }
+        let writes = calls.iter().filter(|op| op.is_write()).count();
         println!(
             "faults | {:<44} | Redis calls {:>3} | writes {:>3} | {calls:?}",
             step.name,
