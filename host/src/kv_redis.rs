@@ -28,6 +28,9 @@ use crate::kv::{KvError, KvFaults};
 /// listing is an error after it was read.
 pub const MAX_RESULT_BYTES: usize = 128 * 1024 * 1024;
 
+/// What `get-many` answers: each key with its value, if any.
+pub type Pairs = Vec<(String, Option<Vec<u8>>)>;
+
 /// Spin's Redis store.
 pub struct RedisKv {
     client: Client,
@@ -144,9 +147,8 @@ impl RedisKv {
 
     /// `KEYS *`: every key of the server, at once.
     pub fn keys(&self) -> Result<Vec<String>, KvError> {
-        let keys = self.run(|mut c| async move {
-            c.keys::<_, Vec<String>>("*").await.map_err(redis_error)
-        })?;
+        let keys = self
+            .run(|mut c| async move { c.keys::<_, Vec<String>>("*").await.map_err(redis_error) })?;
         limit(
             std::mem::size_of::<Vec<String>>()
                 + keys
@@ -164,15 +166,12 @@ impl RedisKv {
     /// exists (here the panic stays on the I/O thread and the guest gets a store error), and
     /// answers nothing when it does not. So on Spin 4.1's Redis store no `get-many` answers
     /// a value: the bundle must not rely on it there.
-    pub fn get_many(&self, keys: &[String]) -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
+    pub fn get_many(&self, keys: &[String]) -> Result<Pairs, KvError> {
         let keys = keys.to_vec();
-        let values = self.run(|mut c| async move {
-            c.keys::<_, Vec<(String, Option<Vec<u8>>)>>(keys)
-                .await
-                .map_err(redis_error)
-        })?;
+        let values =
+            self.run(|mut c| async move { c.keys::<_, Pairs>(keys).await.map_err(redis_error) })?;
         limit(
-            std::mem::size_of::<Vec<(String, Option<Vec<u8>>)>>()
+            std::mem::size_of::<Pairs>()
                 + values
                     .iter()
                     .map(|(k, v)| {
@@ -208,9 +207,8 @@ impl RedisKv {
     /// `new_compare_and_swap`, so that a `WATCH` is scoped to it).
     pub fn cas(&self, key: &str) -> Result<RedisCas, KvError> {
         let client = self.client.clone();
-        let conn = self.run(|_| async move {
-            client.get_connection_manager().await.map_err(redis_error)
-        })?;
+        let conn = self
+            .run(|_| async move { client.get_connection_manager().await.map_err(redis_error) })?;
         Ok(RedisCas {
             key: key.to_string(),
             conn,
@@ -226,9 +224,7 @@ impl RedisKv {
                 .exec_async(&mut c)
                 .await
                 .map_err(redis_error)?;
-            c.get::<_, Option<Vec<u8>>>(&key)
-                .await
-                .map_err(redis_error)
+            c.get::<_, Option<Vec<u8>>>(&key).await.map_err(redis_error)
         })?;
         limit(value_size(&value))?;
         Ok(value)

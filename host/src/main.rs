@@ -124,7 +124,10 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--wal" => out.wal = true,
             "--force" => out.force = true,
-            path if out.command == "create-store" && !path.starts_with('-') && out.path.is_none() => {
+            path if out.command == "create-store"
+                && !path.starts_with('-')
+                && out.path.is_none() =>
+            {
                 out.path = Some(path.into())
             }
             other => bail!("unknown argument {other}; see `ciba-host help`"),

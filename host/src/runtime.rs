@@ -392,11 +392,7 @@ impl batch::Host for Ctx {
         if let Err(e) = self.count(KvOp::GetMany) {
             return Ok(Err(e));
         }
-        Ok(self
-            .component
-            .kv
-            .get_many(&label, &keys)
-            .map_err(other))
+        Ok(self.component.kv.get_many(&label, &keys).map_err(other))
     }
 
     fn set_many(

@@ -16,10 +16,10 @@ use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 
 use crate::kv::{KvFaults, SqliteKv};
 use crate::kv_redis::RedisKv;
-use crate::stores::Kv;
 use crate::manifest::Manifest;
 use crate::routes::Router;
 use crate::runtime::{ComponentEnv, Handler, Logs, Runtime, TimeShift};
+use crate::stores::Kv;
 use crate::variables::{self, Overrides};
 
 /// A loaded application: its routes and a handler per component.
@@ -63,7 +63,9 @@ impl App {
     ) -> anyhow::Result<Self> {
         let vars = variables::resolve(manifest, overrides, env)?;
         let kv = Arc::new(match options.store {
-            StoreLocation::File(path) => Kv::Sqlite(SqliteKv::open(path)?.with_faults(options.faults)),
+            StoreLocation::File(path) => {
+                Kv::Sqlite(SqliteKv::open(path)?.with_faults(options.faults))
+            }
             StoreLocation::Memory => Kv::Sqlite(SqliteKv::in_memory()?.with_faults(options.faults)),
             StoreLocation::Redis(url) => Kv::Redis(RedisKv::open(url)?.with_faults(options.faults)),
         });

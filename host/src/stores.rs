@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::kv::{KvError, KvFaults, SqliteKv};
-use crate::kv_redis::{RedisCas, RedisKv};
+use crate::kv_redis::{Pairs, RedisCas, RedisKv};
 
 /// The store the components' `default` label opens.
 pub enum Kv {
@@ -84,11 +84,7 @@ impl Kv {
     }
 
     /// `batch.get-many`: the pairs the store answers (SQLite: the keys that exist).
-    pub fn get_many(
-        &self,
-        label: &str,
-        keys: &[String],
-    ) -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
+    pub fn get_many(&self, label: &str, keys: &[String]) -> Result<Pairs, KvError> {
         match self {
             Self::Sqlite(kv) => Ok(kv
                 .get_many(label, keys)?
@@ -212,7 +208,9 @@ pub fn parse_runtime_config(text: &str) -> anyhow::Result<StoreChoice> {
         if label != "default" {
             bail!("key_value_store.{label}: the local host backs only the `default` label");
         }
-        let store = store.as_table().context("key_value_store.default: a table")?;
+        let store = store
+            .as_table()
+            .context("key_value_store.default: a table")?;
         let kind = store
             .get("type")
             .and_then(toml::Value::as_str)
@@ -343,8 +341,14 @@ mod tests {
             )
             .unwrap();
         assert_eq!(schema, SPIN_SCHEMA.replace("IF NOT EXISTS ", ""));
-        SqliteKv::open(&db).unwrap().set("default", "k", b"v").unwrap();
-        assert!(create_store(&db, false, false).is_err(), "an existing file stays");
+        SqliteKv::open(&db)
+            .unwrap()
+            .set("default", "k", b"v")
+            .unwrap();
+        assert!(
+            create_store(&db, false, false).is_err(),
+            "an existing file stays"
+        );
         assert_eq!(journal_mode(&db), "wal");
         create_store(&db, false, true).unwrap();
         assert_eq!(journal_mode(&db), "delete");

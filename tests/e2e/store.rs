@@ -221,7 +221,10 @@ fn a_store_created_in_wal_mode_stays_wal_and_a_fresh_one_is_a_rollback_journal()
     let fresh_dir = temp_dir("rollback-store");
     let server = Server::probe(Store::Dir(fresh_dir.clone()));
     assert_eq!(server.send("PUT", "/kv/k", &[], b"v").status, 200);
-    assert_eq!(journal_mode(&fresh_dir.join("sqlite_key_value.db")), "delete");
+    assert_eq!(
+        journal_mode(&fresh_dir.join("sqlite_key_value.db")),
+        "delete"
+    );
     drop(server);
     let _ = std::fs::remove_dir_all(wal_dir);
     let _ = std::fs::remove_dir_all(fresh_dir);
