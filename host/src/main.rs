@@ -282,8 +282,9 @@ async fn run() -> anyhow::Result<()> {
                 );
             }
             folder.overrides(&mut args.overrides)?;
+            // Its own URL, unless given (two hosts on one Redis serve one issuer).
             args.overrides
-                .set("issuer", format!("http://{}", args.listen));
+                .set_default("issuer", format!("http://{}", args.listen));
             args.build = true;
         }
         _ => {
