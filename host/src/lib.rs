@@ -1,7 +1,8 @@
 //! A local runner for this Spin bundle, for where Spin is not installed (CI, a fresh
 //! laptop). It reads the same `spin.toml`, serves the same `.wasm` files over HTTP and gives
-//! them a persistent SQLite key-value store, implementing only the interfaces the components
-//! import, the way Spin 4 does. It is a runner for this bundle, not a new platform.
+//! them a key-value store as Spin 4 does (its SQLite file by default, Redis through a runtime
+//! configuration), implementing only the interfaces the components import, the way Spin 4 does.
+//! It is a runner for this bundle, not a new platform.
 
 pub mod build;
 pub mod dev;
