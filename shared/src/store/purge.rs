@@ -341,7 +341,10 @@ fn drop_key(
     if let Some(exp) = store.get(name)?.as_deref().and_then(record::expiry)
         && exp > now
     {
-        announce(store, exp, &[name])?;
+        // Written now, even through a [`Gathering`] store: the entry that named the record
+        // is deleted next, and a record no entry names would never be swept.
+        let (entry, names) = reserve(store, bucket_of(exp)?, std::iter::once(name))?;
+        store.set(&entry, &names)?;
         report.kept += 1;
         return Ok(0);
     }
@@ -730,6 +733,36 @@ mod tests {
         );
         sweep(&store, long + keys::PURGE_BUCKET + GRACE, SWEEP_BUDGET).unwrap();
         assert_eq!(keys_of(&store), [keys::PURGE_CURSOR]);
+    }
+
+    /// Issue 18: a sweep through a request's [`Gathering`] store announces a record it keeps
+    /// at once, before it deletes the entry that named it: a store fault on the sweep's later
+    /// writes must not leave the record named by no entry.
+    #[test]
+    fn cons_1_a_kept_record_is_announced_again_before_its_old_entry_goes_even_when_gathering() {
+        let recording = crate::store::memory::Recording::default();
+        sweep(&recording.store, T0, SWEEP_BUDGET).unwrap();
+        let random = crate::clock::CountingRandom::default();
+        announce(&recording.store, T0 + 100, &["consent:c"]).unwrap();
+        record::put(
+            &recording.store,
+            "consent:c",
+            &2u8,
+            T0 + 10 * 86_400,
+            &random,
+        )
+        .unwrap();
+        let gathering = Gathering::new(&recording);
+        recording.take();
+        let done = sweep(&gathering, T0 + 2 * keys::PURGE_BUCKET, SWEEP_BUDGET).unwrap();
+        assert_eq!(done.kept, 1);
+        let calls = recording.take();
+        let announced = calls.iter().position(|c| *c == "set");
+        let old_entry_gone = calls.iter().position(|c| *c == "delete");
+        assert!(
+            announced.is_some() && announced < old_entry_gone,
+            "{calls:?}"
+        );
     }
 
     #[test]
