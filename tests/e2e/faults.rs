@@ -1082,8 +1082,9 @@ fn scan(rows: Vec<(String, Vec<u8>)>) -> Vec<String> {
 
 fn report(name: &str, tally: &Tally, seconds: f64) {
     println!(
-        "faults | {name:<32} | calls {:>3} | faults {:>3} | 500 {:>3} | normal {:>3} | inconsistencies {:>3} | {seconds:.1} s",
+        "faults | {name:<32} | calls {:>3} | writes {:>3} | faults {:>3} | 500 {:>3} | normal {:>3} | inconsistencies {:>3} | {seconds:.1} s",
         tally.ops,
+        tally.calls.iter().filter(|op| op.is_write()).count(),
         tally.injected,
         tally.server_errors,
         tally.normal,
@@ -1271,4 +1272,91 @@ fn faults_every_step_s_calls_on_redis() {
         );
     }
     assert!(scan(f.rows()).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 18: fewer and cheaper store calls, counted by the host.
+
+/// The answer of `run` and the calls it made, counted by the host.
+fn calls_of(c: &Ciba, run: impl FnOnce(&Ciba) -> Response, ok: u16) -> (Response, Vec<KvOp>) {
+    c.server.faults.count();
+    let answer = run(c);
+    assert_eq!(answer.status, ok, "{}", text(&answer));
+    (answer, c.server.faults.ops())
+}
+
+fn swaps(calls: &[KvOp]) -> usize {
+    calls
+        .iter()
+        .filter(|op| matches!(op, KvOp::CasCurrent | KvOp::CasSwap))
+        .count()
+}
+
+/// TOK-6/7, issue 18: a pending poll makes no compare-and-swap (on Redis each one opens a
+/// connection): the request and its pace in one `get-many`, the pace and the assertion
+/// marker's purge entry in one `set-many`.
+#[test]
+fn tok_6_tok_7_a_pending_poll_makes_no_compare_and_swap_and_one_set_many() {
+    let f = Faulty::new("poll-calls");
+    let c = &f.c;
+    for _ in 0..2 {
+        let given = with_pending(c);
+        let (_, calls) = calls_of(c, |c| c.poll("tpp-1", given.id()), 400);
+        assert_eq!(swaps(&calls), 0, "{calls:?}");
+        assert_eq!(
+            calls.iter().filter(|op| **op == KvOp::GetMany).count(),
+            1,
+            "{calls:?}"
+        );
+        let writes: Vec<&KvOp> = calls.iter().filter(|op| op.is_write()).collect();
+        assert_eq!(
+            writes,
+            [&KvOp::Increment, &KvOp::Increment, &KvOp::SetMany],
+            "the marker, its entry's slot, then one write: {calls:?}"
+        );
+        // Polled again at once: still paced (TOK-7).
+        let again = c.poll("tpp-1", given.id());
+        assert_eq!(error_of(&again), "slow_down", "{}", text(&again));
+    }
+}
+
+/// TOK-10, issue 18: the issuance writes both tokens and their purge entries in one
+/// `set-many` (one transaction on Spin's SQLite store), and no compare-and-swap.
+#[test]
+fn tok_10_issuance_writes_both_tokens_in_one_set_many() {
+    let f = Faulty::new("issuance-calls");
+    let c = &f.c;
+    let given = with_approved(c);
+    let (tokens, calls) = calls_of(c, |c| c.poll("tpp-1", given.id()), 200);
+    assert_eq!(swaps(&calls), 0, "{calls:?}");
+    assert_eq!(
+        calls.iter().filter(|op| **op == KvOp::SetMany).count(),
+        1,
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|op| **op == KvOp::Set).count(),
+        1,
+        "besides, only the request's CONSUMED: {calls:?}"
+    );
+    assert_eq!(calls.last(), Some(&KvOp::Set), "{calls:?}");
+    let mut found = Vec::new();
+    tokens_work(c, given.id(), &tokens.json(), &mut found);
+    assert!(found.is_empty(), "{found:?}");
+}
+
+/// AD-2, issue 18: the device's list of a holder's requests reads without writing (the
+/// holder's slot count was read through an increment of 0, a transaction on Spin's SQLite).
+#[test]
+fn ad_2_the_device_list_reads_without_writing() {
+    let f = Faulty::new("list-calls");
+    let c = &f.c;
+    with_pending(c);
+    let (_, calls) = calls_of(
+        c,
+        |c| c.device("GET", "/requests?subject=holder-1", None),
+        200,
+    );
+    assert!(!calls.is_empty());
+    assert!(calls.iter().all(|op| !op.is_write()), "{calls:?}");
 }

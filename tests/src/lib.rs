@@ -254,7 +254,8 @@ impl Server {
             command.arg("--variable").arg(format!("{name}={value}"));
         }
         let mut child = command.spawn().unwrap();
-        for _ in 0..400 {
+        // It compiles every component first: up to two minutes on a loaded machine.
+        for _ in 0..2400 {
             if std::net::TcpStream::connect(addr).is_ok() {
                 return Self {
                     base,
