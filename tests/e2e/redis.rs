@@ -218,7 +218,10 @@ fn redis_batch_calls_as_spin_makes_them_get_many_answers_no_value() {
     let kv = ciba_host::kv_redis::RedisKv::open(&redis.url()).unwrap();
     let keys = |k: &[&str]| k.iter().map(|k| (*k).to_string()).collect::<Vec<_>>();
     let two = kv.get_many(&keys(&["a", "c"])).unwrap_err();
-    assert!(two.contains("wrong number of arguments for 'keys'"), "{two}");
+    assert!(
+        two.contains("wrong number of arguments for 'keys'"),
+        "{two}"
+    );
     assert!(kv.get_many(&keys(&["a"])).is_err());
     assert_eq!(kv.get_many(&keys(&["zz"])), Ok(Vec::new()));
     // The glue's get_many, over HTTP: the values all the same.
