@@ -114,6 +114,8 @@ pub(crate) fn two_hosts(redis: &RedisServer) -> (Ciba, Ciba) {
     let mut vars = ciba_variables();
     vars.insert("issuer", a.base.clone());
     let b = Server::process(vars, &args);
+    // Both have read it.
+    let _ = std::fs::remove_dir_all(config.parent().unwrap());
     let issuer = a.base.clone();
     let a = Ciba::with_issuer(a, &issuer);
     let mut b = Ciba::with_issuer(b, &issuer);
