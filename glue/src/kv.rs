@@ -90,17 +90,38 @@ impl KeyValue for SpinStore {
     }
 
     /// `get-many`: Spin answers only the keys that exist; a `none` another host might send
-    /// is left out the same way. No call for no keys.
+    /// is left out the same way. No call for no keys, and a `get` for one.
+    ///
+    /// Spin 4.1's Redis store implements `get-many` with `KEYS <key>…` (issue 18, found by
+    /// the host's Redis model): Redis refuses it for more than one key, and for one key that
+    /// exists the host panics. So one key is always a `get`, and a refused batch is read again
+    /// one `get` per key: one call on Spin's SQLite store, the same answer on Redis.
     fn get_many(&self, keys: &[&str]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
+        match keys {
+            [] => Ok(Vec::new()),
+            [key] => Ok(self
+                .get(key)?
+                .map(|value| vec![((*key).to_string(), value)])
+                .unwrap_or_default()),
+            _ => {
+                let owned: Vec<String> = keys.iter().map(|k| (*k).to_string()).collect();
+                match batch::get_many(&self.bucket, &owned) {
+                    Ok(found) => Ok(found
+                        .into_iter()
+                        .filter_map(|(key, value)| Some((key, value?)))
+                        .collect()),
+                    Err(_) => {
+                        let mut found = Vec::with_capacity(keys.len());
+                        for key in keys {
+                            if let Some(value) = self.get(key)? {
+                                found.push(((*key).to_string(), value));
+                            }
+                        }
+                        Ok(found)
+                    }
+                }
+            }
         }
-        let keys: Vec<String> = keys.iter().map(|k| (*k).to_string()).collect();
-        let found = batch::get_many(&self.bucket, &keys).map_err(fault)?;
-        Ok(found
-            .into_iter()
-            .filter_map(|(key, value)| Some((key, value?)))
-            .collect())
     }
 
     /// `set-many`: one transaction on Spin's SQLite store. No call for no pairs.

@@ -14,6 +14,11 @@
 //! - `ciba-host sweep-legacy [--state-dir DIR]`: once after upgrading from a version without
 //!   the purge index, drops from the SQLite file the expired keys that version wrote (README,
 //!   "Expiry and store size"); run it with the server stopped or running.
+//! - `ciba-host up|dev --runtime-config-file FILE`: the `default` store as a Spin runtime
+//!   configuration names it (`type = "redis"`, `url = ...`: runtime-config.redis.toml).
+//! - `ciba-host create-store [--wal] [--force] PATH`: creates Spin's key-value file (its
+//!   schema), in WAL mode with `--wal`, for `spin up` to open as it is; an existing file is
+//!   refused unless `--force`.
 //! - `ciba-host wasm-bench [--samples N] [--native] [--json FILE]`: times the shared crate's
 //!   hot steps inside Wasm on this host's engine settings (and natively with `--native`).
 
@@ -29,6 +34,7 @@ use ciba_host::kv::KvFaults;
 use ciba_host::manifest::Manifest;
 use ciba_host::runtime::{Logs, Runtime};
 use ciba_host::server::{App, HostOptions, StoreLocation, serve};
+use ciba_host::stores::StoreChoice;
 use ciba_host::variables::Overrides;
 
 struct Args {
@@ -43,6 +49,10 @@ struct Args {
     native: bool,
     json: Option<PathBuf>,
     fail_kv_op: Option<u64>,
+    runtime_config: Option<PathBuf>,
+    wal: bool,
+    force: bool,
+    path: Option<PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -60,6 +70,10 @@ fn parse_args() -> anyhow::Result<Args> {
         native: false,
         json: None,
         fail_kv_op: None,
+        runtime_config: None,
+        wal: false,
+        force: false,
+        path: None,
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
@@ -108,6 +122,17 @@ fn parse_args() -> anyhow::Result<Args> {
                         .context("--fail-kv-op takes a positive number")?,
                 )
             }
+            "--runtime-config-file" => {
+                out.runtime_config = Some(value("--runtime-config-file")?.into())
+            }
+            "--wal" => out.wal = true,
+            "--force" => out.force = true,
+            path if out.command == "create-store"
+                && !path.starts_with('-')
+                && out.path.is_none() =>
+            {
+                out.path = Some(path.into())
+            }
             other => bail!("unknown argument {other}; see `ciba-host help`"),
         }
     }
@@ -118,6 +143,9 @@ const HELP: &str = "ciba-host: runs this Spin bundle without Spin
 
   ciba-host dev   [--listen ADDR]   generate .dev/ on first run, build, serve on 127.0.0.1:3000
   ciba-host up    [--from spin.toml] [--listen ADDR] [--build] [--state-dir DIR] [--variable name=value|name=@file]...
+                  [--runtime-config-file FILE] (dev and up) the `default` store as a Spin runtime configuration
+                                        names it: [key_value_store.default] type = \"redis\", url = \"redis://...\"
+                                        (runtime-config.redis.toml); without it, <state dir>/sqlite_key_value.db
                   [--fail-kv-op N]      (dev and up) fail the N-th key-value call components make, once,
                                         as a store that is down would (fault testing)
   ciba-host build [--from spin.toml]
@@ -139,6 +167,10 @@ const HELP: &str = "ciba-host: runs this Spin bundle without Spin
   ciba-host sweep-legacy [--state-dir DIR]
                                        once after an upgrade: drop from the SQLite store the expired
                                        keys written by versions before the purge index (lists every key)
+  ciba-host create-store [--wal] [--force] PATH
+                                       create Spin's key-value file (Spin's schema) at PATH, in WAL mode
+                                       with --wal, before `spin up` (.spin/sqlite_key_value.db); refuses an
+                                       existing file unless --force (which deletes it and its data)
   ciba-host wasm-bench [--samples N] [--native] [--json FILE]
                                        build the shared crate's hot steps for wasm32-wasip2 and time
                                        them on this host's engine settings (--native: natively too)";
@@ -153,6 +185,19 @@ async fn main() {
 
 async fn run() -> anyhow::Result<()> {
     let mut args = parse_args()?;
+    if args.command == "create-store" {
+        let path = args
+            .path
+            .as_deref()
+            .context("create-store needs the file's path (Spin's: .spin/sqlite_key_value.db)")?;
+        ciba_host::stores::create_store(path, args.wal, args.force)?;
+        println!(
+            "Created {} ({} journal)",
+            path.display(),
+            if args.wal { "WAL" } else { "rollback" }
+        );
+        return Ok(());
+    }
     let manifest = Manifest::load(&args.manifest)?;
     match args.command.as_str() {
         "build" => return ciba_host::build::build_all(&manifest),
@@ -283,8 +328,9 @@ async fn run() -> anyhow::Result<()> {
                 );
             }
             folder.overrides(&mut args.overrides)?;
+            // Its own URL, unless given (two hosts on one Redis serve one issuer).
             args.overrides
-                .set("issuer", format!("http://{}", args.listen));
+                .set_default("issuer", format!("http://{}", args.listen));
             // The development Directory (README, Registration): its keystore on the next
             // port, trusted for software statements and clients' keys.
             let directory = DevDirectory::new(folder.dir());
@@ -321,11 +367,24 @@ async fn run() -> anyhow::Result<()> {
         None => manifest.dir.join(".spin").display().to_string(),
     };
     let db = PathBuf::from(&state_dir).join("sqlite_key_value.db");
-    let store = if state_dir.is_empty() {
-        StoreLocation::Memory
-    } else {
-        StoreLocation::File(&db)
+    let choice = match &args.runtime_config {
+        Some(file) => ciba_host::stores::read_runtime_config(file)?,
+        None => StoreChoice::Default,
     };
+    let store = match &choice {
+        StoreChoice::Redis(url) => StoreLocation::Redis(url),
+        StoreChoice::Default if state_dir.is_empty() => StoreLocation::Memory,
+        StoreChoice::Default => StoreLocation::File(&db),
+    };
+    match &store {
+        // Never the URL's password: what follows its last `@`, as Spin's summary.
+        StoreLocation::Redis(url) => println!(
+            "Key-value store: Redis at {}",
+            url.rsplit('@').next().unwrap_or_default()
+        ),
+        StoreLocation::File(path) => println!("Key-value store: {}", path.display()),
+        StoreLocation::Memory => println!("Key-value store: in memory"),
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     let faults = KvFaults::default();
     if let Some(n) = args.fail_kv_op {

@@ -32,7 +32,8 @@ use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p3::{WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use crate::kv::{KvOp, SqliteKv};
+use crate::kv::KvOp;
+use crate::stores::{CasState, Kv, Swapped};
 
 /// Spin's default `max_instance_reuse_count` for WASIp3: requests one instance takes in all.
 pub const MAX_INSTANCE_REUSE: usize = 128;
@@ -64,11 +65,11 @@ pub struct Bucket {
     label: String,
 }
 
-/// A compare-and-swap in progress: what `current` saw, if it was called.
+/// A compare-and-swap in progress: what `current` saw (SQLite) or its connection (Redis).
 pub struct Cas {
     label: String,
     key: String,
-    seen: Option<Vec<u8>>,
+    state: CasState,
 }
 
 /// No WASIp3 outbound HTTP (`wasi:http/handler` imported): the components fetch through the
@@ -182,7 +183,7 @@ pub struct ComponentEnv {
     /// `key_value_stores`.
     pub key_value_stores: Vec<String>,
     /// The shared store.
-    pub kv: Arc<SqliteKv>,
+    pub kv: Arc<Kv>,
     /// Its logs.
     pub logs: Logs,
     /// A shift of its wall clock, in tests.
@@ -372,21 +373,18 @@ impl atomics::Host for Ctx {
         match self
             .component
             .kv
-            .swap(&cas.label, &cas.key, cas.seen.as_deref(), &value)
+            .cas_swap(&cas.label, &cas.key, cas.state, &value)
         {
-            Ok(true) => Ok(Ok(())),
+            Ok(Swapped::Yes) => Ok(Ok(())),
             // Spin answers a lost race with a fresh handle that has already read the value.
-            Ok(false) => match self.component.kv.get(&cas.label, &cas.key) {
-                Ok(seen) => {
-                    let fresh = self.table.push(Cas {
-                        label: cas.label,
-                        key: cas.key,
-                        seen,
-                    })?;
-                    Ok(Err(atomics::CasError::CasFailed(fresh)))
-                }
-                Err(e) => Ok(Err(atomics::CasError::StoreError(other(e)))),
-            },
+            Ok(Swapped::Failed(state)) => {
+                let fresh = self.table.push(Cas {
+                    label: cas.label,
+                    key: cas.key,
+                    state,
+                })?;
+                Ok(Err(atomics::CasError::CasFailed(fresh)))
+            }
             Err(e) => Ok(Err(atomics::CasError::StoreError(other(e)))),
         }
     }
@@ -408,12 +406,7 @@ impl batch::Host for Ctx {
         if let Err(e) = self.count(KvOp::GetMany) {
             return Ok(Err(e));
         }
-        Ok(self
-            .component
-            .kv
-            .get_many(&label, &keys)
-            .map(|found| found.into_iter().map(|(k, v)| (k, Some(v))).collect())
-            .map_err(other))
+        Ok(self.component.kv.get_many(&label, &keys).map_err(other))
     }
 
     fn set_many(
@@ -458,11 +451,12 @@ impl atomics::HostCas for Ctx {
         key: String,
     ) -> wasmtime::Result<Result<Resource<Cas>, kv::Error>> {
         let label = self.label(&bucket)?;
-        Ok(Ok(self.table.push(Cas {
-            label,
-            key,
-            seen: None,
-        })?))
+        // On Redis, Spin opens the handle's own connection here.
+        let state = match self.component.kv.cas(&key) {
+            Ok(state) => state,
+            Err(e) => return Ok(Err(other(e))),
+        };
+        Ok(Ok(self.table.push(Cas { label, key, state })?))
     }
 
     fn current(
@@ -476,13 +470,12 @@ impl atomics::HostCas for Ctx {
         if let Err(e) = self.count(KvOp::CasCurrent) {
             return Ok(Err(e));
         }
-        match self.component.kv.get(&label, &key) {
-            Ok(value) => {
-                self.table.get_mut(&cas)?.seen = value.clone();
-                Ok(Ok(value))
-            }
-            Err(e) => Ok(Err(other(e))),
-        }
+        let state = &mut self.table.get_mut(&cas)?.state;
+        Ok(self
+            .component
+            .kv
+            .cas_current(&label, &key, state)
+            .map_err(other))
     }
 
     fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {

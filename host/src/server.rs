@@ -15,9 +15,11 @@ use tokio::net::TcpListener;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 
 use crate::kv::{KvFaults, SqliteKv};
+use crate::kv_redis::RedisKv;
 use crate::manifest::Manifest;
 use crate::routes::Router;
 use crate::runtime::{ComponentEnv, Handler, Logs, Runtime, TimeShift};
+use crate::stores::Kv;
 use crate::variables::{self, Overrides};
 
 /// A loaded application: its routes and a handler per component.
@@ -46,6 +48,8 @@ pub enum StoreLocation<'a> {
     File(&'a Path),
     /// Memory only (Spin: `--state-dir ""`).
     Memory,
+    /// A Redis server (a runtime configuration's `type = "redis"`, `url = ...`).
+    Redis(&'a str),
 }
 
 impl App {
@@ -59,13 +63,13 @@ impl App {
     ) -> anyhow::Result<Self> {
         let vars = variables::resolve(manifest, overrides, env)?;
         let mut outbound = variables::resolve_allowed_hosts(manifest, overrides, env)?;
-        let kv = Arc::new(
-            match options.store {
-                StoreLocation::File(path) => SqliteKv::open(path)?,
-                StoreLocation::Memory => SqliteKv::in_memory()?,
+        let kv = Arc::new(match options.store {
+            StoreLocation::File(path) => {
+                Kv::Sqlite(SqliteKv::open(path)?.with_faults(options.faults))
             }
-            .with_faults(options.faults),
-        );
+            StoreLocation::Memory => Kv::Sqlite(SqliteKv::in_memory()?.with_faults(options.faults)),
+            StoreLocation::Redis(url) => Kv::Redis(RedisKv::open(url)?.with_faults(options.faults)),
+        });
         let router = Router::new(&manifest.trigger.http);
         let mut handlers = HashMap::new();
         for route in router.routes() {

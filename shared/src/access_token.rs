@@ -121,9 +121,24 @@ pub fn store_token(
     data: &AccessTokenRecord,
     exp: UnixTime,
 ) -> Result<(), ProtocolError> {
+    let mut batch = crate::store::Batch::new();
+    gather_token(store, random, &mut batch, token, data, exp)?;
+    batch.write(store).map_err(server_error)
+}
+
+/// [`store_token`] into `batch`: the purge slot taken now, the entry and the record written
+/// with the batch (issue 18).
+pub fn gather_token(
+    store: &dyn KeyValue,
+    random: &dyn Random,
+    batch: &mut crate::store::Batch,
+    token: &AccessToken,
+    data: &AccessTokenRecord,
+    exp: UnixTime,
+) -> Result<(), ProtocolError> {
     let key = keys::access_token(&token.0);
     crate::store::purge::announce(store, exp, &[&key]).map_err(server_error)?;
-    record::put(store, &key, data, exp, random).map_err(server_error)
+    batch.put(&key, data, exp, random).map_err(server_error)
 }
 
 /// A bearer token that exists, has not expired, and is bound to the certificate presented

@@ -447,58 +447,60 @@ struct Polls {
 
 /// TOK-7/12: measures the time since the previous poll, not since issuance, so the first poll
 /// is always allowed; a poll sooner than the current interval raises it by 5 s (CIBA 7.3).
-/// One compare-and-swap, never retried: a poll that loses it overlapped another one, and
-/// slows down without waiting (TOK-7), so concurrent polls cost one write each and never
-/// pile up into a store error.
+///
+/// `seen` is the pace record as the poll read it, with the request (one `get-many`). The next
+/// record is a plain write, never a compare-and-swap (issue 18: a pending poll is the hottest
+/// path, and on Redis every swap opens a connection): polls that overlap at the store may
+/// each be measured against the same previous poll, so both can be told
+/// `authorization_pending` (TOK-7's source, the conformance suite, accepts that on rapid
+/// polls), and the last write stands. What a client is told stays safe: the stored interval
+/// is raised only by a poll that answered `slow_down` with it, and the stored time is a
+/// poll's own, so a client that waits the interval its answers imply is never slowed down.
 pub fn pace(
     store: &dyn crate::store::KeyValue,
     reference: &str,
+    seen: Option<Vec<u8>>,
     base_interval: u32,
     keep_until: UnixTime,
     now: UnixTime,
     random: &dyn Random,
 ) -> Result<Pace, crate::store::StoreError> {
-    use crate::store::{Swap, keys, record};
-    let (swapped, (pace, seen_interval)) = record::read_and_replace::<Polls, _>(
+    use crate::store::{keys, record};
+    let current = seen.and_then(|raw| record::decode::<Polls>(raw, now));
+    let (next, pace) = match current.map(|c| c.data) {
+        Some(p) if now < p.last + i64::from(p.interval) => {
+            let interval = p.interval.saturating_add(5);
+            (
+                Polls {
+                    last: now,
+                    interval,
+                },
+                Pace::SlowDown(interval),
+            )
+        }
+        Some(p) => (
+            Polls {
+                last: now,
+                interval: p.interval,
+            },
+            Pace::Allowed,
+        ),
+        None => (
+            Polls {
+                last: now,
+                interval: base_interval,
+            },
+            Pace::Allowed,
+        ),
+    };
+    record::put(
         store,
         &keys::auth_request_polls(reference),
-        now,
+        &next,
+        keep_until,
         random,
-        |current| match current {
-            Some(p) if now < p.last + i64::from(p.interval) => {
-                let interval = p.interval.saturating_add(5);
-                (
-                    Polls {
-                        last: now,
-                        interval,
-                    },
-                    keep_until,
-                    (Pace::SlowDown(interval), p.interval),
-                )
-            }
-            Some(p) => (
-                Polls {
-                    last: now,
-                    interval: p.interval,
-                },
-                keep_until,
-                (Pace::Allowed, p.interval),
-            ),
-            None => (
-                Polls {
-                    last: now,
-                    interval: base_interval,
-                },
-                keep_until,
-                (Pace::Allowed, base_interval),
-            ),
-        },
     )?;
-    Ok(match (swapped, pace) {
-        (Swap::Swapped, pace) => pace,
-        (Swap::Conflict, Pace::SlowDown(i)) => Pace::SlowDown(i),
-        (Swap::Conflict, Pace::Allowed) => Pace::SlowDown(seen_interval),
-    })
+    Ok(pace)
 }
 
 /// Stores a new request under its reference (BCA-25), after announcing it to the purge
@@ -506,15 +508,26 @@ pub fn pace(
 /// marker all stop mattering at [`AuthRequest::keep_until`]. Announced first, so that a
 /// request can never be stored without it (an entry whose request was never written deletes
 /// nothing).
+///
+/// With `holder` (the request names its holder), the holder's slot for it
+/// ([`remember_for_holder`]) is taken first and written in the same set-many, so that a
+/// stored request is listed on the holder's device (AD-2) and no request costs a write more.
 pub fn store_new(
     store: &dyn crate::store::KeyValue,
     reference: &str,
     request: &AuthRequest,
+    holder: Option<(&str, HolderSlots)>,
     random: &dyn Random,
 ) -> Result<(), crate::store::StoreError> {
     use crate::store::keys;
     let keep_until = request.keep_until();
+    let slot = match holder {
+        Some((sub, slots)) => Some(holder_slot(store, sub, slots)?),
+        None => None,
+    };
     let key = keys::auth_request(reference);
+    // Issue 18: the entry and the request in one set-many (one transaction on Spin's SQLite).
+    let mut batch = crate::store::Batch::new();
     crate::store::purge::announce(
         store,
         keep_until,
@@ -524,7 +537,18 @@ pub fn store_new(
             &keys::auth_request_redeemed(reference),
         ],
     )?;
-    crate::store::record::put(store, &key, request, keep_until, random)
+    batch.put(&key, request, keep_until, random)?;
+    if let Some(slot) = slot {
+        batch.put(
+            &slot,
+            &HolderSlot {
+                reference: reference.to_string(),
+            },
+            keep_until,
+            random,
+        )?;
+    }
+    batch.write(store)
 }
 
 /// The fewest of a holder's latest requests the device API looks through (AD-2).
@@ -581,17 +605,28 @@ pub fn remember_for_holder(
     slots: HolderSlots,
     random: &dyn Random,
 ) -> Result<(), crate::store::StoreError> {
-    use crate::store::{keys, record};
-    let n = store.increment(&keys::holder_requests(sub), 1)?;
+    use crate::store::record;
     record::put(
         store,
-        &keys::holder_request(sub, n.rem_euclid(slots.count())),
+        &holder_slot(store, sub, slots)?,
         &HolderSlot {
             reference: reference.to_string(),
         },
         keep_until,
         random,
     )
+}
+
+/// The key of the holder's next slot: an atomic increment, so that concurrent requests never
+/// share one ([`remember_for_holder`]).
+fn holder_slot(
+    store: &dyn crate::store::KeyValue,
+    sub: &str,
+    slots: HolderSlots,
+) -> Result<String, crate::store::StoreError> {
+    use crate::store::keys;
+    let n = store.increment(&keys::holder_requests(sub), 1)?;
+    Ok(keys::holder_request(sub, n.rem_euclid(slots.count())))
 }
 
 /// The references of the holder's latest requests, newest first, each once (AD-2): a claim
@@ -602,8 +637,9 @@ pub fn recent_for_holder(
     slots: HolderSlots,
     now: UnixTime,
 ) -> Result<Vec<String>, crate::store::StoreError> {
-    use crate::store::{keys, record};
-    let last = store.increment(&keys::holder_requests(sub), 0)?;
+    use crate::store::{keys, read_counter, record};
+    // Read without a write (issue 18); no counter, no request yet.
+    let last = read_counter(store, &keys::holder_requests(sub))?.unwrap_or(0);
     let mut out = Vec::new();
     let window = usize::try_from(slots.count()).unwrap_or(usize::MAX);
     for n in (1..=last).rev().take(window) {
@@ -719,5 +755,37 @@ mod tests {
         let end = crate::access_token::end_of;
         assert_eq!(end(t.access_token.expose()), Some(1000 + 900));
         assert_eq!(end(t.refresh_token.expose()), Some(9000));
+    }
+
+    /// TOK-7/12, issue 18: the interval is measured from the previous poll and raised by 5 s
+    /// by a poll that comes sooner; each poll is one plain write of the pace record, never a
+    /// compare-and-swap.
+    #[test]
+    fn tok_7_tok_12_polls_are_paced_with_one_plain_write_each() {
+        use crate::store::{KeyValue, keys, memory::Recording};
+        let store = Recording::default();
+        let random = crate::clock::CountingRandom::default();
+        let polls = keys::auth_request_polls("ref");
+        let poll = |now: UnixTime| {
+            let seen = store.get(&polls).unwrap();
+            store.take();
+            let pace = pace(&store, "ref", seen, 5, 10_000, now, &random).unwrap();
+            assert_eq!(store.take(), ["set"], "one write, no swap");
+            pace
+        };
+        assert_eq!(
+            poll(1000),
+            Pace::Allowed,
+            "the first poll is always allowed"
+        );
+        assert_eq!(poll(1005), Pace::Allowed, "at the interval");
+        assert_eq!(poll(1007), Pace::SlowDown(10), "sooner: 5 s more");
+        assert_eq!(
+            poll(1016),
+            Pace::SlowDown(15),
+            "from the last poll, not the first"
+        );
+        assert_eq!(poll(1031), Pace::Allowed);
+        assert_eq!(poll(1040), Pace::SlowDown(20));
     }
 }

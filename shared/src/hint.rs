@@ -191,15 +191,16 @@ pub fn issue_ad_hint(
             }
         }
     }
-    // Announced to the purge first: the hint and its use marker go once neither matters.
+    // Announced to the purge with it, in one set-many (issue 18): the hint and its use marker
+    // go once neither matters.
     let keep_until = now + AD_HINT_TTL + AD_HINT_RETENTION;
+    let mut batch = crate::store::Batch::new();
     crate::store::purge::announce(
         store,
         keep_until,
         &[&keys::ad_hint(&digits), &keys::ad_hint_used(&digits)],
     )?;
-    record::put(
-        store,
+    batch.put(
         &keys::ad_hint(&digits),
         &AdHint {
             sub: user.sub.clone(),
@@ -208,5 +209,6 @@ pub fn issue_ad_hint(
         keep_until,
         random,
     )?;
+    batch.write(store)?;
     Ok(digits)
 }

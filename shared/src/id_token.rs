@@ -128,16 +128,17 @@ pub fn cancel_jti(
     random: &dyn Random,
 ) -> Result<(), StoreError> {
     let keep_until = now + LONGEST_LIFETIME + SKEW;
-    // Announced to the purge first: the cancellation goes once no id_token it names can be
-    // valid.
+    // Announced to the purge with it, in one set-many (issue 18): the cancellation goes once
+    // no id_token it names can be valid.
+    let mut batch = crate::store::Batch::new();
     crate::store::purge::announce(store, keep_until, &[&keys::id_token_cancelled(jti)])?;
-    record::put(
-        store,
+    batch.put(
         &keys::id_token_cancelled(jti),
         &Cancelled { at: now },
         keep_until,
         random,
-    )
+    )?;
+    batch.write(store)
 }
 
 /// BR-CIBA 5.2.2-20: cancels every id_token of `sub` issued before `not_before`, and returns

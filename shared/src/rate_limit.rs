@@ -243,10 +243,7 @@ fn count(
     if let Some((key, until)) = &limit.previous {
         // Read only if it exists: an increment would create a counter nobody announced to
         // the purge.
-        let before = match store.get(key)? {
-            Some(_) => store.increment(key, 0)?.max(0),
-            None => 0,
-        };
+        let before = crate::store::read_counter(store, key)?.unwrap_or(0).max(0);
         total += before;
         if before > 0 {
             frees_at = *until;

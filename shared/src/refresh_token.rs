@@ -8,7 +8,7 @@ use crate::access_token::AccessToken;
 use crate::auth_req::ClaimRequests;
 use crate::clock::{Random, UnixTime};
 use crate::error::ProtocolError;
-use crate::store::{KeyValue, keys, record};
+use crate::store::{KeyValue, keys};
 
 /// What the store keeps about a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,8 +36,26 @@ pub fn store_token(
     data: &RefreshTokenRecord,
     exp: UnixTime,
 ) -> Result<(), ProtocolError> {
-    let unavailable = |_| ProtocolError::ServerError("the store is unavailable");
+    let mut batch = crate::store::Batch::new();
+    gather_token(store, random, &mut batch, token, data, exp)?;
+    batch.write(store).map_err(unavailable)
+}
+
+fn unavailable(_: crate::store::StoreError) -> ProtocolError {
+    ProtocolError::ServerError("the store is unavailable")
+}
+
+/// [`store_token`] into `batch`: the purge slot taken now, the entry and the record written
+/// with the batch (issue 18).
+pub fn gather_token(
+    store: &dyn KeyValue,
+    random: &dyn Random,
+    batch: &mut crate::store::Batch,
+    token: &AccessToken,
+    data: &RefreshTokenRecord,
+    exp: UnixTime,
+) -> Result<(), ProtocolError> {
     let key = keys::refresh_token(token.expose());
     crate::store::purge::announce(store, exp, &[&key]).map_err(unavailable)?;
-    record::put(store, &key, data, exp, random).map_err(unavailable)
+    batch.put(&key, data, exp, random).map_err(unavailable)
 }

@@ -588,6 +588,29 @@ fn tok_10_twenty_concurrent_polls_issue_once() {
 }
 
 #[test]
+fn tok_10_twenty_concurrent_polls_issue_once_on_redis() {
+    let redis = e2e::RedisServer::start();
+    let c = Ciba::with(e2e::Server::bundle_on_redis(
+        e2e::ciba::ciba_variables(),
+        &redis,
+    ));
+    for _ in 0..5 {
+        let consent_id = c.lodge("tpp-1", HOLDER_1_CPF, None);
+        let id = c.start_with_login_hint("tpp-1", &consent_id);
+        assert_eq!(c.approve(&id, LOA2).status, 200);
+        let statuses = concurrent_polls(&c, &id, 20);
+        let ok = statuses.iter().filter(|(s, _)| *s == 200).count();
+        assert_eq!(ok, 1, "{statuses:?}");
+        assert!(
+            statuses
+                .iter()
+                .all(|(s, e)| *s == 200 || (*s == 400 && e == "invalid_grant")),
+            "{statuses:?}"
+        );
+    }
+}
+
+#[test]
 fn tok_4_another_client_or_an_unknown_id_is_invalid_grant() {
     let c = ciba();
     let consent_id = c.lodge("tpp-1", HOLDER_1_CPF, None);

@@ -33,10 +33,15 @@ use e2e::ciba::{
 };
 use e2e::{Response, Server};
 
-/// A fixture whose store is a SQLite file this test reads at rest.
+/// A fixture whose store (a SQLite file, or a Redis server) this test reads at rest.
 struct Faulty {
     c: Ciba,
-    db: PathBuf,
+    at_rest: AtRest,
+}
+
+enum AtRest {
+    Sqlite(PathBuf),
+    Redis(e2e::RedisServer),
 }
 
 impl Faulty {
@@ -45,7 +50,43 @@ impl Faulty {
         let c = Ciba::with(Server::bundle_in(ciba_variables(), &dir));
         Self {
             c,
-            db: dir.join("sqlite_key_value.db"),
+            at_rest: AtRest::Sqlite(dir.join("sqlite_key_value.db")),
+        }
+    }
+
+    fn on_redis() -> Self {
+        let redis = e2e::RedisServer::start();
+        let c = Ciba::with(Server::bundle_on_redis(ciba_variables(), &redis));
+        Self {
+            c,
+            at_rest: AtRest::Redis(redis),
+        }
+    }
+
+    /// The requests and consents at rest.
+    fn rows(&self) -> Vec<(String, Vec<u8>)> {
+        let wanted = |key: &str| key.starts_with("auth_req:") || key.starts_with("consent:");
+        match &self.at_rest {
+            AtRest::Sqlite(db) => {
+                let conn = rusqlite::Connection::open(db).unwrap();
+                let mut stmt = conn
+                    .prepare("SELECT key, value FROM spin_key_value")
+                    .unwrap();
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .filter(|(k, _): &(String, Vec<u8>)| wanted(k))
+                    .collect()
+            }
+            AtRest::Redis(redis) => {
+                let kv = ciba_host::kv_redis::RedisKv::open(&redis.url()).unwrap();
+                kv.keys()
+                    .unwrap()
+                    .into_iter()
+                    .filter(|k| wanted(k))
+                    .filter_map(|k| kv.get(&k).unwrap().map(|v| (k, v)))
+                    .collect()
+            }
         }
     }
 }
@@ -988,16 +1029,7 @@ fn run_step(f: &Faulty, step: &Step) -> Tally {
 
 /// The records at rest: no consent authorised without its approved request, no approved
 /// request without its authorised consent, no holder's denial without its rejected consent.
-fn scan(db: &PathBuf) -> Vec<String> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT key, value FROM spin_key_value WHERE key LIKE 'auth_req:%' OR key LIKE 'consent:%'")
-        .unwrap();
-    let rows: Vec<(String, Vec<u8>)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+fn scan(rows: Vec<(String, Vec<u8>)>) -> Vec<String> {
     let mut consents: HashMap<String, Value> = HashMap::new();
     let mut requests: Vec<Value> = Vec::new();
     for (key, value) in rows {
@@ -1050,8 +1082,9 @@ fn scan(db: &PathBuf) -> Vec<String> {
 
 fn report(name: &str, tally: &Tally, seconds: f64) {
     println!(
-        "faults | {name:<32} | calls {:>3} | faults {:>3} | 500 {:>3} | normal {:>3} | inconsistencies {:>3} | {seconds:.1} s",
+        "faults | {name:<32} | calls {:>3} | writes {:>3} | faults {:>3} | 500 {:>3} | normal {:>3} | inconsistencies {:>3} | {seconds:.1} s",
         tally.ops,
+        tally.calls.iter().filter(|op| op.is_write()).count(),
         tally.injected,
         tally.server_errors,
         tally.normal,
@@ -1063,16 +1096,23 @@ fn report(name: &str, tally: &Tally, seconds: f64) {
 /// Runs the step `name` with each of its calls failed, on a server of its own, then scans the
 /// store at rest; prints the step's figures and fails on any inconsistency.
 fn every_call_fails_cleanly(name: &str) {
-    let step = steps().into_iter().find(|s| s.name == name).unwrap();
     let slug: String = name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    let f = Faulty::new(&slug);
+    every_call_fails_cleanly_on(name, &Faulty::new(&slug));
+}
+
+fn every_call_fails_cleanly_on(name: &str, f: &Faulty) {
+    let step = steps().into_iter().find(|s| s.name == name).unwrap();
     let started = std::time::Instant::now();
-    let mut tally = run_step(&f, &step);
-    tally.inconsistencies.extend(scan(&f.db));
-    report(name, &tally, started.elapsed().as_secs_f64());
+    let mut tally = run_step(f, &step);
+    tally.inconsistencies.extend(scan(f.rows()));
+    let label = match f.at_rest {
+        AtRest::Sqlite(_) => name.to_string(),
+        AtRest::Redis(_) => format!("{name} (Redis)"),
+    };
+    report(&label, &tally, started.elapsed().as_secs_f64());
     assert!(
         tally.inconsistencies.is_empty(),
         "{name}: {} inconsistencies:\n{}",
@@ -1168,4 +1208,155 @@ fn faults_tok_15_refresh() {
 #[test]
 fn faults_ui_1_userinfo() {
     every_call_fails_cleanly("userinfo");
+}
+
+// On Redis (issue 18): every swap reports cas-failed, so a step's calls differ from the
+// SQLite file's (each swap is followed by the re-read that finds the marker); the steps whose
+// exactly-once rests on swaps, failed call by call.
+
+#[test]
+fn faults_ad_5_approve_on_redis() {
+    every_call_fails_cleanly_on("device: approve", &Faulty::on_redis());
+}
+
+#[test]
+fn faults_ad_6_deny_on_redis() {
+    every_call_fails_cleanly_on("device: deny", &Faulty::on_redis());
+}
+
+#[test]
+fn faults_tok_6_pending_poll_on_redis() {
+    every_call_fails_cleanly_on("token: pending poll", &Faulty::on_redis());
+}
+
+#[test]
+fn faults_tok_10_issuance_on_redis() {
+    every_call_fails_cleanly_on("token: CIBA issuance", &Faulty::on_redis());
+}
+
+#[test]
+fn faults_tok_15_refresh_on_redis() {
+    every_call_fails_cleanly_on("token: refresh", &Faulty::on_redis());
+}
+
+#[test]
+fn faults_bca_24_login_hint_on_redis() {
+    every_call_fails_cleanly_on("bc-authorize: login_hint", &Faulty::on_redis());
+}
+
+/// Every step's calls on Redis, counted (no fault): `-- --nocapture` prints them beside the
+/// SQLite file's (`faults_` above).
+#[test]
+fn faults_every_step_s_calls_on_redis() {
+    let f = Faulty::on_redis();
+    let faults = &f.c.server.faults;
+    for step in steps() {
+        // The fewest of three runs, as run_step counts (a run may also do a sweep turn).
+        let mut calls: Vec<KvOp> = Vec::new();
+        for run in 0..3 {
+            let given = (step.setup)(&f.c);
+            faults.count();
+            let answer = (step.run)(&f.c, &given);
+            assert_eq!(answer.status, step.ok, "{}: {}", step.name, text(&answer));
+            let seen = faults.ops();
+            if run == 0 || seen.len() < calls.len() {
+                calls = seen;
+            }
+        }
+        let writes = calls.iter().filter(|op| op.is_write()).count();
+        println!(
+            "faults | {:<44} | Redis calls {:>3} | writes {:>3} | {calls:?}",
+            step.name,
+            calls.len(),
+            writes
+        );
+    }
+    assert!(scan(f.rows()).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 18: fewer and cheaper store calls, counted by the host.
+
+/// The answer of `run` and the calls it made, counted by the host.
+fn calls_of(c: &Ciba, run: impl FnOnce(&Ciba) -> Response, ok: u16) -> (Response, Vec<KvOp>) {
+    c.server.faults.count();
+    let answer = run(c);
+    assert_eq!(answer.status, ok, "{}", text(&answer));
+    (answer, c.server.faults.ops())
+}
+
+fn swaps(calls: &[KvOp]) -> usize {
+    calls
+        .iter()
+        .filter(|op| matches!(op, KvOp::CasCurrent | KvOp::CasSwap))
+        .count()
+}
+
+/// TOK-6/7, issue 18: a pending poll makes no compare-and-swap (on Redis each one opens a
+/// connection): the request and its pace in one `get-many`, the pace and the assertion
+/// marker's purge entry in one `set-many`.
+#[test]
+fn tok_6_tok_7_a_pending_poll_makes_no_compare_and_swap_and_one_set_many() {
+    let f = Faulty::new("poll-calls");
+    let c = &f.c;
+    for _ in 0..2 {
+        let given = with_pending(c);
+        let (_, calls) = calls_of(c, |c| c.poll("tpp-1", given.id()), 400);
+        assert_eq!(swaps(&calls), 0, "{calls:?}");
+        assert_eq!(
+            calls.iter().filter(|op| **op == KvOp::GetMany).count(),
+            1,
+            "{calls:?}"
+        );
+        let writes: Vec<&KvOp> = calls.iter().filter(|op| op.is_write()).collect();
+        assert_eq!(
+            writes,
+            [&KvOp::Increment, &KvOp::Increment, &KvOp::SetMany],
+            "the marker, its entry's slot, then one write: {calls:?}"
+        );
+        // Polled again at once: still paced (TOK-7).
+        let again = c.poll("tpp-1", given.id());
+        assert_eq!(error_of(&again), "slow_down", "{}", text(&again));
+    }
+}
+
+/// TOK-10, issue 18: the issuance writes both tokens and their purge entries in one
+/// `set-many` (one transaction on Spin's SQLite store), and no compare-and-swap.
+#[test]
+fn tok_10_issuance_writes_both_tokens_in_one_set_many() {
+    let f = Faulty::new("issuance-calls");
+    let c = &f.c;
+    let given = with_approved(c);
+    let (tokens, calls) = calls_of(c, |c| c.poll("tpp-1", given.id()), 200);
+    assert_eq!(swaps(&calls), 0, "{calls:?}");
+    assert_eq!(
+        calls.iter().filter(|op| **op == KvOp::SetMany).count(),
+        1,
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|op| **op == KvOp::Set).count(),
+        1,
+        "besides, only the request's CONSUMED: {calls:?}"
+    );
+    assert_eq!(calls.last(), Some(&KvOp::Set), "{calls:?}");
+    let mut found = Vec::new();
+    tokens_work(c, given.id(), &tokens.json(), &mut found);
+    assert!(found.is_empty(), "{found:?}");
+}
+
+/// AD-2, issue 18: the device's list of a holder's requests reads without writing (the
+/// holder's slot count was read through an increment of 0, a transaction on Spin's SQLite).
+#[test]
+fn ad_2_the_device_list_reads_without_writing() {
+    let f = Faulty::new("list-calls");
+    let c = &f.c;
+    with_pending(c);
+    let (_, calls) = calls_of(
+        c,
+        |c| c.device("GET", "/requests?subject=holder-1", None),
+        200,
+    );
+    assert!(!calls.is_empty());
+    assert!(calls.iter().all(|op| !op.is_write()), "{calls:?}");
 }

@@ -21,6 +21,7 @@ mod lifecycle;
 mod limits;
 mod one_grant;
 mod rate_limits;
+mod redis;
 mod registration;
 mod review;
 mod secrets;

@@ -1,7 +1,7 @@
 //! One consent, one grant (issue 16 item 7; AD-5/6/7, CONS-1): the consent's move to
 //! `AUTHORISED` decides an approval. Two requests on one consent approved at the same moment
 //! give one grant; an approval racing the client's `DELETE` of the consent answers what
-//! happened. Over HTTP, with threads, on the SQLite file and in memory.
+//! happened. Over HTTP, with threads, on the SQLite file, in memory and on Redis.
 
 use serde_json::{Value, json};
 
@@ -135,4 +135,22 @@ fn ad_5_cons_1_an_approval_racing_the_consent_s_delete_answers_what_happened_on_
 #[test]
 fn ad_5_cons_1_an_approval_racing_the_consent_s_delete_answers_what_happened_in_memory() {
     approve_racing_delete(&Ciba::with(Server::bundle(ciba_variables())), 10);
+}
+
+#[test]
+fn ad_5_cons_1_two_requests_on_one_consent_approved_at_once_give_one_grant_on_redis() {
+    let redis = e2e::RedisServer::start();
+    two_requests_one_grant(
+        &Ciba::with(Server::bundle_on_redis(ciba_variables(), &redis)),
+        10,
+    );
+}
+
+#[test]
+fn ad_5_cons_1_an_approval_racing_the_consent_s_delete_answers_what_happened_on_redis() {
+    let redis = e2e::RedisServer::start();
+    approve_racing_delete(
+        &Ciba::with(Server::bundle_on_redis(ciba_variables(), &redis)),
+        10,
+    );
 }

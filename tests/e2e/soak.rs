@@ -43,6 +43,11 @@ fn registrations(c: &Ciba) -> Bench {
 }
 
 fn soak(c: &Ciba, trials: usize) -> Report {
+    soak_on(c, trials, Vec::new())
+}
+
+/// The soak with its calls spread over `c` and the instances `also` (`host:port`).
+fn soak_on(c: &Ciba, trials: usize, also: Vec<String>) -> Report {
     let options = Options {
         trials,
         burst: 20,
@@ -50,6 +55,7 @@ fn soak(c: &Ciba, trials: usize) -> Report {
         scenarios: Kind::ALL.to_vec(),
         time_limit: Duration::from_secs(300),
         probe_every: 0,
+        also,
     };
     let report = soak::run_blocking(registrations(c), &options).unwrap();
     eprintln!("{}", soak::table(&report));
@@ -81,6 +87,25 @@ fn tok_10_bca_11_cli_6_hint_13_hint_15_ad_4_tok_7_exactly_once_under_concurrency
     // The SQLite file in WAL mode, as `ciba-host dev` and `up --state-dir` keep it.
     let c = Ciba::new("soak-on-disk");
     assert_every_trial_held(&soak(&c, 10), 10);
+}
+
+#[test]
+fn tok_10_bca_11_cli_6_hint_13_hint_15_ad_4_tok_7_exactly_once_under_concurrency_on_redis() {
+    let redis = e2e::RedisServer::start();
+    let c = Ciba::with(Server::bundle_on_redis(ciba_variables(), &redis));
+    assert_every_trial_held(&soak(&c, 10), 10);
+}
+
+/// Issue 18 item 3: the soak against two `ciba-host` processes on one Redis, each trial's
+/// calls in turn on both and every burst's racers alternating between them.
+#[test]
+fn tok_10_bca_11_cli_6_hint_13_hint_15_ad_4_tok_7_exactly_once_on_two_hosts_on_one_redis() {
+    let redis = e2e::RedisServer::start();
+    let (a, b) = crate::redis::two_hosts(&redis);
+    let other = b.server.base.trim_start_matches("http://").to_string();
+    let report = soak_on(&a, 10, vec![other.clone()]);
+    assert!(report.base.contains(&other), "{}", report.base);
+    assert_every_trial_held(&report, 10);
 }
 
 /// TOK-7/12: 20 polls of a pending request at once get only `authorization_pending` and

@@ -57,10 +57,15 @@ fn the_store_keeps_data_across_requests_and_restarts() {
 
 #[test]
 fn a_compare_and_swap_on_a_changed_value_is_a_conflict() {
-    let server = Server::probe(Store::Memory);
+    cas_conflicts(&Server::probe(Store::Memory));
+}
+
+/// The glue's compare-and-swap: insert-if-absent and a swap from a value conflict when the
+/// value is not the one expected, and write nothing then (also on Redis: redis.rs).
+pub(crate) fn cas_conflicts(server: &Server) {
     assert_eq!(
         post(
-            &server,
+            server,
             "/kv/state/cas",
             json!({ "expected": null, "new": "PENDING#1" })
         )["swapped"],
@@ -68,7 +73,7 @@ fn a_compare_and_swap_on_a_changed_value_is_a_conflict() {
     );
     assert_eq!(
         post(
-            &server,
+            server,
             "/kv/state/cas",
             json!({ "expected": null, "new": "PENDING#2" })
         )["swapped"],
@@ -77,7 +82,7 @@ fn a_compare_and_swap_on_a_changed_value_is_a_conflict() {
     );
     assert_eq!(
         post(
-            &server,
+            server,
             "/kv/state/cas",
             json!({ "expected": "APPROVED#9", "new": "CONSUMED#1" })
         )["swapped"],
@@ -90,7 +95,7 @@ fn a_compare_and_swap_on_a_changed_value_is_a_conflict() {
     );
     assert_eq!(
         post(
-            &server,
+            server,
             "/kv/state/cas",
             json!({ "expected": "PENDING#1", "new": "APPROVED#1" })
         )["swapped"],
@@ -116,7 +121,11 @@ fn a_write_between_current_and_swap_makes_the_host_report_cas_failed() {
 
 #[test]
 fn twenty_concurrent_swaps_from_one_state_succeed_once_and_one_increment_is_first() {
-    let server = Server::probe(Store::Memory);
+    twenty_swaps_win_once(&Server::probe(Store::Memory));
+}
+
+/// 20 swaps from one state at once: one wins; 20 increments at once: one is first.
+pub(crate) fn twenty_swaps_win_once(server: &Server) {
     server.send("PUT", "/kv/grant", &[], b"APPROVED");
     let wins: usize = std::thread::scope(|s| {
         let handles: Vec<_> = (0..20)
@@ -168,6 +177,57 @@ fn a_client_sent_spin_path_info_header_cannot_redirect_the_request() {
     server.send("PUT", "/kv/other", &[], b"someone else's");
     let response = server.send("GET", "/kv/real", &[("spin-path-info", "/other")], b"");
     assert_eq!(response.json()["value"], json!("the real one"));
+}
+
+fn journal_mode(db: &std::path::Path) -> String {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn create_store(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(e2e::host_binary())
+        .arg("create-store")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Issue 18 item 4: `ciba-host create-store --wal` makes Spin's file in WAL mode, and the host,
+/// opening files as Spin does (no pragma), keeps it WAL; a file the host creates itself is a
+/// rollback journal, as Spin's is. Read through a second connection while the host runs.
+#[test]
+fn a_store_created_in_wal_mode_stays_wal_and_a_fresh_one_is_a_rollback_journal() {
+    let wal_dir = temp_dir("wal-store");
+    let db = wal_dir.join("sqlite_key_value.db");
+    let created = create_store(&["--wal", db.to_str().unwrap()]);
+    assert!(created.status.success(), "{created:?}");
+    {
+        let server = Server::probe(Store::Dir(wal_dir.clone()));
+        assert_eq!(server.send("PUT", "/kv/k", &[], b"v").status, 200);
+        assert_eq!(journal_mode(&db), "wal");
+        assert!(wal_dir.join("sqlite_key_value.db-wal").exists());
+    }
+    // An existing file is left alone.
+    let again = create_store(&[db.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("left alone"));
+    let server = Server::probe(Store::Dir(wal_dir.clone()));
+    assert_eq!(server.get("/kv/k").json()["value"], json!("v"));
+    assert_eq!(journal_mode(&db), "wal");
+    drop(server);
+
+    let fresh_dir = temp_dir("rollback-store");
+    let server = Server::probe(Store::Dir(fresh_dir.clone()));
+    assert_eq!(server.send("PUT", "/kv/k", &[], b"v").status, 200);
+    assert_eq!(
+        journal_mode(&fresh_dir.join("sqlite_key_value.db")),
+        "delete"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(wal_dir);
+    let _ = std::fs::remove_dir_all(fresh_dir);
 }
 
 /// Issue 18: the batch calls of `wasi:keyvalue/batch` as Spin's SQLite store makes them:

@@ -50,6 +50,26 @@ fn build_once() {
     });
 }
 
+/// The `ciba-host` binary, built once per test run (`cargo build -p ciba-host`).
+pub fn host_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = std::process::Command::new(cargo)
+                .args(["build", "-p", "ciba-host", "--bin", "ciba-host"])
+                .current_dir(root())
+                .status()
+                .unwrap();
+            assert!(status.success(), "cargo build -p ciba-host failed");
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| root().join("target"));
+            target.join("debug").join("ciba-host")
+        })
+        .clone()
+}
+
 pub mod assertion;
 pub mod ciba;
 pub mod dcr;
@@ -174,6 +194,8 @@ pub struct Server {
     /// now, once (tests/e2e/faults.rs).
     pub faults: KvFaults,
     db: Option<PathBuf>,
+    /// A `ciba-host up` process serving this (see [`Server::process`]).
+    process: Option<std::process::Child>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -184,6 +206,8 @@ pub enum Store {
     Memory,
     /// A SQLite file in this folder, kept across restarts.
     Dir(PathBuf),
+    /// A Redis server at this URL (a runtime configuration's `type = "redis"`).
+    Redis(String),
 }
 
 impl Server {
@@ -200,6 +224,59 @@ impl Server {
     /// The bundle with its store in a fresh folder, so tests can count what it holds.
     pub fn bundle_on_disk(vars: HashMap<&'static str, String>, name: &str) -> Self {
         Self::try_start(&bundle_manifest(), vars, Store::Dir(temp_dir(name))).unwrap()
+    }
+
+    /// The bundle with its store on the Redis server `redis` (shared with other servers on it).
+    pub fn bundle_on_redis(vars: HashMap<&'static str, String>, redis: &RedisServer) -> Self {
+        Self::try_start(&bundle_manifest(), vars, Store::Redis(redis.url())).unwrap()
+    }
+
+    /// The bundle served by a `ciba-host up` process of its own (built once per run), with
+    /// `vars` as `--variable`s and `args` added (e.g. `--runtime-config-file FILE`). Its
+    /// `time`, `faults` and `logs` are not connected (the process has its own); its issuer is
+    /// `vars["issuer"]` or its own URL.
+    pub fn process(vars: HashMap<&'static str, String>, args: &[&str]) -> Self {
+        build_once();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let base = format!("http://{addr}");
+        let mut command = std::process::Command::new(host_binary());
+        command
+            .args(["up", "--from"])
+            .arg(bundle_manifest())
+            .args(["--listen", &addr.to_string(), "--state-dir", ""])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if !vars.contains_key("issuer") {
+            command.arg("--variable").arg(format!("issuer={base}"));
+        }
+        for (name, value) in vars {
+            command.arg("--variable").arg(format!("{name}={value}"));
+        }
+        let mut child = command.spawn().unwrap();
+        // It compiles every component first: up to two minutes on a loaded machine.
+        for _ in 0..2400 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return Self {
+                    base,
+                    logs: MemoryOutputPipe::new(1),
+                    time: TimeShift::default(),
+                    faults: KvFaults::default(),
+                    db: None,
+                    process: Some(child),
+                    stop: None,
+                    thread: None,
+                };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("ciba-host up exited: {status}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        panic!("ciba-host up did not listen on {addr}");
     }
 
     /// The key-value probe.
@@ -238,11 +315,12 @@ impl Server {
         let logs = MemoryOutputPipe::new(1 << 20);
         let db = match &store {
             Store::Dir(dir) => Some(dir.join("sqlite_key_value.db")),
-            Store::Memory => None,
+            Store::Memory | Store::Redis(_) => None,
         };
-        let location = match &db {
-            Some(path) => StoreLocation::File(path),
-            None => StoreLocation::Memory,
+        let location = match (&db, &store) {
+            (Some(path), _) => StoreLocation::File(path),
+            (None, Store::Redis(url)) => StoreLocation::Redis(url),
+            (None, _) => StoreLocation::Memory,
         };
         let time = TimeShift::default();
         let faults = KvFaults::default();
@@ -281,6 +359,7 @@ impl Server {
             time,
             faults,
             db,
+            process: None,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -339,12 +418,90 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// A `redis-server` of its own on a free loopback port, without persistence (`--save ''
+/// --appendonly no`), stopped when dropped. Debian's `redis-server` package provides it
+/// (`.ci/run` installs it); without it the test fails, saying so.
+pub struct RedisServer {
+    /// The port it listens on.
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl RedisServer {
+    /// Starts one and waits until it answers.
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+            .args(["--port", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}): the Redis tests need it \
+                     (Debian: apt-get install redis-server; .ci/run installs it)"
+                )
+            });
+        let server = Self { port, child };
+        for _ in 0..200 {
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                let mut pong = [0u8; 7];
+                if stream.write_all(b"PING\r\n").is_ok()
+                    && stream.read_exact(&mut pong).is_ok()
+                    && &pong == b"+PONG\r\n"
+                {
+                    return server;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("redis-server did not answer on port {port}");
+    }
+
+    /// A field of `INFO` (e.g. `total_connections_received`), on a connection of its own.
+    pub fn info(&self, field: &str) -> u64 {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.write_all(b"INFO\r\nQUIT\r\n").unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let prefix = format!("{field}:");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {field} in INFO"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -136,6 +136,11 @@ pub struct Options {
     /// In (g), probe the interval on one trial in this many (0: never): those trials wait
     /// out the interval their answers imply, up to 5 s per `slow_down`.
     pub probe_every: usize,
+    /// More servers sharing the first's store (`--base` given again: replicas on one Redis),
+    /// as `host:port`: every trial spreads its calls over all of them, the sequential ones in
+    /// turn and a burst's racers alternately, so a poll lands on another instance than the
+    /// approval.
+    pub also: Vec<String>,
 }
 
 impl Default for Options {
@@ -147,6 +152,7 @@ impl Default for Options {
             scenarios: Kind::ALL.to_vec(),
             time_limit: Duration::from_secs(3600),
             probe_every: 10,
+            also: Vec::new(),
         }
     }
 }
@@ -237,7 +243,7 @@ const KEEP: usize = 5;
 /// Runs every scenario of `options` against `bench`'s server, one after the other.
 pub async fn run(bench: Bench, options: &Options) -> anyhow::Result<Report> {
     anyhow::ensure!(options.burst >= 2, "a race needs at least 2 racers");
-    let soak = Arc::new(Soak::new(bench, options.burst));
+    let soak = Arc::new(Soak::new(bench, options.burst, &options.also));
     let started = Instant::now();
     let mut report = Report {
         base: soak.base(),
@@ -339,7 +345,7 @@ async fn scenario(
         let (trials, limit, probe_every) =
             (options.trials, options.time_limit, options.probe_every);
         workers.spawn(async move {
-            let mut pool = pool::Pool::new(&soak.authority());
+            let mut pool = pool::Pool::new(&soak.authorities());
             let mut later = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -478,13 +484,16 @@ pub fn json(report: &Report) -> Value {
 
 const HELP: &str = "ciba-soak: concurrency soak of the CIBA bundle's exactly-once steps
 
-  ciba-soak [--base URL] [--trials N] [--burst B] [--parallel P] [--scenario NAME]...
+  ciba-soak [--base URL]... [--trials N] [--burst B] [--parallel P] [--scenario NAME]...
             [--time-limit SECS] [--probe-every K] [--json FILE]
             [--dev-dir DIR] [--client-id ID] [--client-key JWK_FILE]
             [--subject SUB] [--cpf CPF] [--device-token-file FILE]
             [--cert-header NAME --cert-file PEM [--device-cert-file PEM]]
 
-  --base URL            the running server (http:// only), default http://127.0.0.1:3000
+  --base URL            the running server (http:// only), default http://127.0.0.1:3000; given
+                        again, more instances on the same store (replicas on one Redis, with the
+                        same base path): each trial's calls go to them in turn, a burst's racers
+                        alternately
   --trials N            trials per scenario (default 100); --burst B racers per trial (default 20)
   --parallel P          trials in flight at once, each on its own B connections (default 4)
   --scenario NAME       run only these (repeatable): poll-after-approval, request-object-jti,
@@ -524,8 +533,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<A
         json: None,
     };
     let mut chosen = Vec::new();
+    let mut bases = Vec::new();
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        if arg == "--base" {
+            bases.push(value()?);
+            continue;
+        }
         if out.registrations.take(&arg, &mut value)? {
             continue;
         }
@@ -555,6 +569,18 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<A
             .into_iter()
             .filter(|k| chosen.contains(k))
             .collect();
+    }
+    if let Some((first, more)) = bases.split_first() {
+        let prefix = crate::load::Target::parse(first)?.prefix;
+        for base in more {
+            let target = crate::load::Target::parse(base)?;
+            anyhow::ensure!(
+                target.prefix == prefix,
+                "every --base must have the same path ({base})"
+            );
+            out.options.also.push(target.authority);
+        }
+        out.registrations.base.clone_from(first);
     }
     let o = &out.options;
     if o.trials == 0 || o.parallel == 0 || o.burst < 2 {
@@ -650,6 +676,24 @@ mod tests {
             vec![Kind::PollAfterApproval, Kind::SlowDown]
         );
         assert_eq!(a.registrations.base, "http://h:1");
+        assert!(a.options.also.is_empty());
+        let two = parse_args(
+            ["--base", "http://h:1/p", "--base", "http://k:2/p/"]
+                .into_iter()
+                .map(String::from),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(two.registrations.base, "http://h:1/p");
+        assert_eq!(two.options.also, ["k:2"]);
+        assert!(
+            parse_args(
+                ["--base", "http://h:1/p", "--base", "http://k:2/q"]
+                    .into_iter()
+                    .map(String::from)
+            )
+            .is_err()
+        );
         assert!(parse(&["--scenario", "nope"]).is_err());
         assert!(parse(&["--burst", "1"]).is_err());
         assert!(parse(&["--cert-file", "x.pem"]).is_err());

@@ -9,19 +9,30 @@ use tokio::sync::Barrier;
 
 use crate::load::{self, Req, Sample, Sender};
 
-/// A worker's connections: the first also carries the trial's sequential calls.
+/// A worker's connections: connection `i` goes to instance `i mod n`; the sequential calls
+/// take the instances in turn (one instance: always the first connection).
 pub struct Pool {
-    authority: String,
+    authorities: Vec<String>,
     conns: Vec<Option<Sender>>,
+    /// Sequential calls made so far.
+    calls: usize,
 }
 
 impl Pool {
-    /// No connection yet; they open when first needed.
-    pub fn new(authority: &str) -> Self {
+    /// No connection yet; they open when first needed. `authorities` (`host:port`, at least
+    /// one) are instances sharing one store.
+    pub fn new(authorities: &[String]) -> Self {
         Self {
-            authority: authority.to_string(),
+            authorities: authorities.to_vec(),
             conns: Vec::new(),
+            calls: 0,
         }
+    }
+
+    fn authority(&self, i: usize) -> &str {
+        self.authorities
+            .get(i % self.authorities.len().max(1))
+            .map_or("", String::as_str)
     }
 
     /// Connection `i`, open and ready (a closed one is opened again).
@@ -35,15 +46,18 @@ impl Pool {
         {
             return Ok(s);
         }
-        load::connect(&self.authority).await
+        load::connect(self.authority(i)).await
     }
 
-    /// One request on the first connection.
+    /// One request, on the next instance's first connection.
     pub async fn one(&mut self, req: &Req) -> anyhow::Result<Sample> {
-        let mut sender = self.take(0).await?;
+        let i = self.calls % self.authorities.len().max(1);
+        self.calls += 1;
+        let mut sender = self.take(i).await?;
         let t0 = std::time::Instant::now();
-        let (status, body) = load::send(&mut sender, &self.authority, req).await?;
-        self.conns[0] = Some(sender);
+        let authority = self.authority(i).to_string();
+        let (status, body) = load::send(&mut sender, &authority, req).await?;
+        self.conns[i] = Some(sender);
         Ok(Sample {
             latency: t0.elapsed(),
             status,
@@ -59,7 +73,7 @@ impl Pool {
         let mut tasks = Vec::with_capacity(reqs.len());
         for (i, req) in reqs.into_iter().enumerate() {
             let mut sender = self.take(i).await?;
-            let (barrier, authority) = (barrier.clone(), self.authority.clone());
+            let (barrier, authority) = (barrier.clone(), self.authority(i).to_string());
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
                 let t0 = std::time::Instant::now();

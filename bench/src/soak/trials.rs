@@ -29,6 +29,8 @@ const BINDING_MESSAGE: &str = "Soak 1234";
 /// consents, and the server's encryption key for QR tokens.
 pub struct Soak {
     bench: Bench,
+    /// `host:port` of every instance: the bench's target first, then `--base` given again.
+    authorities: Vec<String>,
     burst: usize,
     cc_token: tokio::sync::Mutex<Option<(String, Instant)>>,
     qr_key: tokio::sync::OnceCell<(RsaPublicKey, String)>,
@@ -113,8 +115,12 @@ fn b64_int(text: Option<&str>, what: &str) -> anyhow::Result<BigUint> {
 
 impl Soak {
     /// A session over `bench` (discovery already read), racing `burst` requests per trial.
-    pub fn new(bench: Bench, burst: usize) -> Self {
+    /// `also` are more instances on the same store (`host:port`).
+    pub fn new(bench: Bench, burst: usize, also: &[String]) -> Self {
+        let mut authorities = vec![bench.target.authority.clone()];
+        authorities.extend_from_slice(also);
         Self {
+            authorities,
             bench,
             burst,
             cc_token: tokio::sync::Mutex::new(None),
@@ -122,17 +128,18 @@ impl Soak {
         }
     }
 
-    /// The server's base URL.
+    /// The server's base URL (every instance's, joined by ` + `).
     pub fn base(&self) -> String {
-        format!(
-            "http://{}{}",
-            self.bench.target.authority, self.bench.target.prefix
-        )
+        self.authorities
+            .iter()
+            .map(|a| format!("http://{a}{}", self.bench.target.prefix))
+            .collect::<Vec<_>>()
+            .join(" + ")
     }
 
-    /// `host:port`.
-    pub fn authority(&self) -> String {
-        self.bench.target.authority.clone()
+    /// `host:port` of every instance.
+    pub fn authorities(&self) -> Vec<String> {
+        self.authorities.clone()
     }
 
     /// Signs on a blocking thread.
@@ -847,7 +854,7 @@ impl Soak {
             if let Some(left) = wait.checked_sub(ended.elapsed()) {
                 tokio::time::sleep(left).await;
             }
-            let mut pool = Pool::new(&me.authority());
+            let mut pool = Pool::new(&me.authorities());
             let s = pool.one(&probe).await?;
             me.close(&mut pool, &id).await?;
             if oauth_error(&s, 400, "authorization_pending") {

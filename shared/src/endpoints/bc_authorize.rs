@@ -77,13 +77,15 @@ impl BcAuthorizeEndpoint {
             Err(e) => return refusal(e),
         };
         let client_id = client.client().client_id.clone();
-        self.respond(&form, client, deps, now)
-            .unwrap_or_else(|refused| {
-                let mut response = refusal(refused.error);
-                response.client = Some(client_id);
-                response.detail = refused.detail;
-                response
-            })
+        super::gathering(deps, |deps| {
+            self.respond(&form, client, deps, now)
+                .unwrap_or_else(|refused| {
+                    let mut response = refusal(refused.error);
+                    response.client = Some(client_id);
+                    response.detail = refused.detail;
+                    response
+                })
+        })
     }
 
     /// Until the client is authenticated: nothing is counted, as the request may not be the
@@ -234,7 +236,6 @@ impl BcAuthorizeEndpoint {
         };
         let admission = rate_limit::admit(deps.store, &self.limits, &auth_request, now)?;
         let reference = id.reference();
-        let keep_until = auth_request.keep_until();
         let stored = (|| {
             client.confirm(deps.store)?;
             if !first_use_of_jti(deps.store, &jti_marker).map_err(store_error)? {
@@ -245,8 +246,15 @@ impl BcAuthorizeEndpoint {
                     "the login_hint_token was already used",
                 ));
             }
-            // HINT-13: a request that could not be stored gives its AD-generated id back.
-            auth_req::store_new(deps.store, &reference, &auth_request, deps.random)
+            // HINT-13: a request that could not be stored gives its AD-generated id back. The
+            // holder's slot (AD-2) is written with the request, in one set-many (issue 18).
+            let holder = hint.user.map(|user| {
+                (
+                    user.sub.as_str(),
+                    HolderSlots::for_limit(self.limits.holder_pending),
+                )
+            });
+            auth_req::store_new(deps.store, &reference, &auth_request, holder, deps.random)
                 .map_err(store_error)
                 .inspect_err(|_| hint.give_back(deps.store, now))
         })();
@@ -256,18 +264,6 @@ impl BcAuthorizeEndpoint {
                 admission.take_back(deps.store);
                 return Err(e);
             }
-        }
-        if let Some(user) = hint.user {
-            auth_req::remember_for_holder(
-                deps.store,
-                &user.sub,
-                &reference,
-                keep_until,
-                HolderSlots::for_limit(self.limits.holder_pending),
-                deps.random,
-            )
-            .map_err(store_error)
-            .inspect_err(|_| hint.give_back(deps.store, now))?;
         }
         Ok(id)
     }

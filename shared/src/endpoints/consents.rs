@@ -90,9 +90,11 @@ impl ConsentsEndpoint {
 
     /// Answers one request.
     pub fn handle(&self, request: &Request, deps: &Deps<'_>) -> Response {
-        fapi::require(request)
-            .and_then(|()| self.respond(request, deps))
-            .unwrap_or_else(|e| e.to_response(Endpoint::Consents))
+        super::gathering(deps, |deps| {
+            fapi::require(request)
+                .and_then(|()| self.respond(request, deps))
+                .unwrap_or_else(|e| e.to_response(Endpoint::Consents))
+        })
     }
 
     fn respond(&self, request: &Request, deps: &Deps<'_>) -> Result<Response, ProtocolError> {
@@ -226,11 +228,16 @@ impl ConsentsEndpoint {
         };
         // CONS-1: kept for its window plus the audit period until it is authorised, which
         // rewrites it with a longer keep-until (consent::follow_decision). Announced to the
-        // purge first, so that no consent is ever stored without it.
+        // purge with it, in one set-many (issue 18), so that no consent is ever stored without
+        // it.
         let keep_until = consent.keep_until();
         let key = keys::consent(&consent.consent_id);
+        let mut batch = crate::store::Batch::new();
         crate::store::purge::announce(deps.store, keep_until, &[&key]).map_err(store_error)?;
-        record::put(deps.store, &key, &consent, keep_until, deps.random).map_err(store_error)?;
+        batch
+            .put(&key, &consent, keep_until, deps.random)
+            .map_err(store_error)?;
+        batch.write(deps.store).map_err(store_error)?;
         super::purge_turn(deps);
         Ok(Response::json(201, &self.render(&consent, now)))
     }

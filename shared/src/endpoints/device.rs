@@ -94,8 +94,10 @@ impl DeviceEndpoint {
 
     /// Answers one request.
     pub fn handle(&self, request: &Request, deps: &Deps<'_>) -> Response {
-        self.respond(request, deps)
-            .unwrap_or_else(|e| e.to_response(Endpoint::Device))
+        super::gathering(deps, |deps| {
+            self.respond(request, deps)
+                .unwrap_or_else(|e| e.to_response(Endpoint::Device))
+        })
     }
 
     fn respond(&self, request: &Request, deps: &Deps<'_>) -> Result<Response, ProtocolError> {

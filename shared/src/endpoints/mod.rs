@@ -48,6 +48,22 @@ fn purge_turn(deps: &Deps<'_>) {
     let _ = crate::store::purge::take_turn(deps.store, deps.clock.now());
 }
 
+/// Answers with `answer` on a view of the store that gathers the request's purge
+/// announcements ([`crate::store::purge::Gathering`], issue 18), then writes what is still
+/// gathered. Best effort once the answer is decided: what a fault loses there is only the
+/// entry of a counter named with its time (the operator's listing sweep drops it).
+fn gathering(deps: &Deps<'_>, answer: impl FnOnce(&Deps<'_>) -> Response) -> Response {
+    let store = crate::store::purge::Gathering::new(deps.store);
+    let response = answer(&Deps {
+        store: &store,
+        clock: deps.clock,
+        random: deps.random,
+        fetch: deps.fetch,
+    });
+    let _ = store.flush();
+    response
+}
+
 /// What one request may use besides configuration.
 pub struct Deps<'a> {
     /// The key-value store.

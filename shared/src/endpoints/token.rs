@@ -57,8 +57,10 @@ impl TokenEndpoint {
 
     /// Answers one request.
     pub fn handle(&self, request: &Request, deps: &Deps<'_>) -> Response {
-        self.respond(request, deps)
-            .unwrap_or_else(|e| client_auth::refusal(e, request, Endpoint::Token))
+        super::gathering(deps, |deps| {
+            self.respond(request, deps)
+                .unwrap_or_else(|e| client_auth::refusal(e, request, Endpoint::Token))
+        })
     }
 
     fn respond(&self, request: &Request, deps: &Deps<'_>) -> Result<Response, ProtocolError> {
@@ -149,9 +151,25 @@ impl TokenEndpoint {
         let id = form.require("auth_req_id", "auth_req_id is required")?;
         let id = AuthReqId::parse(id).ok_or(unknown)?;
         let reference = id.reference();
-        let stored = record::get::<AuthRequest>(deps.store, &keys::auth_request(&reference), now)
-            .map_err(store_error)?
+        // Issue 18: the request and its pace record in one read.
+        let (request_key, polls_key) = (
+            keys::auth_request(&reference),
+            keys::auth_request_polls(&reference),
+        );
+        let mut found = deps
+            .store
+            .get_many(&[&request_key, &polls_key])
+            .map_err(store_error)?;
+        let mut take = |key: &str| {
+            found
+                .iter()
+                .position(|(k, _)| k == key)
+                .map(|i| found.swap_remove(i).1)
+        };
+        let stored = take(&request_key)
+            .and_then(|raw| record::decode::<AuthRequest>(raw, now))
             .ok_or(unknown)?;
+        let polls = take(&polls_key);
         let request = &stored.data;
         // TOK-4: another client's request reads as unknown.
         if request.client_id != client.client().client_id {
@@ -174,6 +192,7 @@ impl TokenEndpoint {
                 match auth_req::pace(
                     deps.store,
                     &reference,
+                    polls,
                     self.lifetimes.poll_interval,
                     request.keep_until(),
                     now,
@@ -238,9 +257,13 @@ impl TokenEndpoint {
         }
         let tokens = GrantTokens::derive(id, salt, request.expires_at, refresh_exp);
         let expires_in = self.lifetimes.access_token;
-        let written = access_token::store_token(
+        // Issue 18: both tokens and their purge entries in one set-many (one transaction on
+        // Spin's SQLite store), after their slots are taken.
+        let mut batch = crate::store::Batch::new();
+        let written = access_token::gather_token(
             deps.store,
             deps.random,
+            &mut batch,
             &tokens.access_token,
             &AccessTokenRecord {
                 client_id: request.client_id.clone(),
@@ -255,9 +278,10 @@ impl TokenEndpoint {
             now + i64::from(expires_in),
         )
         .and_then(|()| {
-            refresh_token::store_token(
+            refresh_token::gather_token(
                 deps.store,
                 deps.random,
+                &mut batch,
                 &tokens.refresh_token,
                 &RefreshTokenRecord {
                     client_id: request.client_id.clone(),
@@ -269,7 +293,8 @@ impl TokenEndpoint {
                 },
                 refresh_exp,
             )
-        });
+        })
+        .and_then(|()| batch.write(deps.store).map_err(store_error));
         // A token that could not be stored was never handed out: the redemption is given
         // back, so that the client's next poll gets the tokens (TOK-10 under a store fault)
         // rather than "already used".
@@ -278,12 +303,13 @@ impl TokenEndpoint {
             return Err(e);
         }
         // The marker already decided; this only drops the salt so the tokens cannot be
-        // derived again. A conflict means another writer changed nothing that matters.
+        // derived again. A plain write (issue 18: no compare-and-swap on the token path): once
+        // approved, a request's record changes only here (the device answers a decided request
+        // from its record and writes nothing).
         if let Ok(consumed) = request.consume(now) {
-            let _ = record::replace(
+            let _ = record::put(
                 deps.store,
                 &keys::auth_request(&reference),
-                stored,
                 &consumed,
                 stored.exp,
                 deps.random,

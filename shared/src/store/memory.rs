@@ -155,6 +155,80 @@ impl KeyValue for MemoryStore {
     }
 }
 
+/// A [`MemoryStore`] that records the name of every call made on it, for tests that count a
+/// step's calls (issue 18).
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Recording {
+    pub(crate) store: MemoryStore,
+    pub(crate) calls: std::cell::RefCell<Vec<&'static str>>,
+}
+
+#[cfg(test)]
+impl Recording {
+    fn note(&self, call: &'static str) {
+        self.calls.borrow_mut().push(call);
+    }
+
+    /// The calls made since the last time this was asked.
+    pub(crate) fn take(&self) -> Vec<&'static str> {
+        std::mem::take(&mut *self.calls.borrow_mut())
+    }
+}
+
+#[cfg(test)]
+impl KeyValue for Recording {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.note("get");
+        self.store.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.note("set");
+        self.store.set(key, value)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.note("delete");
+        self.store.delete(key)
+    }
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<Swap, StoreError> {
+        self.note("compare_and_swap");
+        self.store.compare_and_swap(key, expected, new)
+    }
+    fn read_and_swap(
+        &self,
+        key: &str,
+        next: &mut NextValue<'_>,
+    ) -> Result<Option<Swap>, StoreError> {
+        self.note("read_and_swap");
+        self.store.read_and_swap(key, next)
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        self.note("increment");
+        self.store.increment(key, delta)
+    }
+    fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, StoreError> {
+        self.note("list_keys");
+        self.store.list_keys(cursor)
+    }
+    fn get_many(&self, keys: &[&str]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.note("get_many");
+        self.store.get_many(keys)
+    }
+    fn set_many(&self, pairs: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        self.note("set_many");
+        self.store.set_many(pairs)
+    }
+    fn delete_many(&self, keys: &[&str]) -> Result<(), StoreError> {
+        self.note("delete_many");
+        self.store.delete_many(keys)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

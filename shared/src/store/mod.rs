@@ -128,6 +128,71 @@ pub trait KeyValue {
         }
         Ok(())
     }
+
+    /// Takes `keys`, which stop mattering at `until`, to be announced to the purge with this
+    /// request's next write ([`purge::Gathering`]); `None` for a store that writes
+    /// announcements at once ([`purge::announce`] then does).
+    fn gather(
+        &self,
+        _until: crate::clock::UnixTime,
+        _keys: &[&str],
+    ) -> Option<Result<(), StoreError>> {
+        None
+    }
+}
+
+/// Independent writes of one request, gathered for one [`KeyValue::set_many`] (issue 18): on
+/// Spin's SQLite store one transaction instead of one per key, on Redis one `MSET`. Both of
+/// Spin's stores write a batch whole, but `wasi:keyvalue` promises no atomicity, so a batch
+/// holds only writes whose partial landing leaves nothing inconsistent: fresh records under
+/// fresh keys, with the purge entries that announce them (through a
+/// [`purge::Gathering`] store; an entry without its record deletes nothing).
+#[derive(Default)]
+pub struct Batch {
+    pairs: Vec<(String, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("writes", &self.pairs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A new record under `key` ([`record::put`]).
+    pub fn put<T: serde::Serialize>(
+        &mut self,
+        key: &str,
+        data: &T,
+        exp: crate::clock::UnixTime,
+        random: &dyn crate::clock::Random,
+    ) -> Result<(), StoreError> {
+        self.pairs
+            .push((key.to_string(), record::encode(data, exp, random)?));
+        Ok(())
+    }
+
+    /// Writes everything gathered in one call: a `set` for one pair, a `set-many` for more,
+    /// nothing for none.
+    pub fn write(self, store: &dyn KeyValue) -> Result<(), StoreError> {
+        let pairs: Vec<(&str, &[u8])> = self
+            .pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        match pairs.as_slice() {
+            [] => Ok(()),
+            [(key, value)] => store.set(key, value),
+            _ => store.set_many(&pairs),
+        }
+    }
 }
 
 /// Marks `key` used, once: `Ok(true)` for exactly one caller, however many race.
@@ -218,11 +283,43 @@ pub fn release(
 
 /// Whether [`first_use`] was already called for `key`: a read, so that a request bound to be
 /// refused for a used marker is refused before it uses up anything else. A counter exists
-/// once incremented, on every store, whatever its encoding; one that exists is then read
-/// through [`KeyValue::increment`] (a delta of 0 writes nothing new), because a use given
-/// back by [`release`] leaves it at 0.
+/// once incremented, on every store, whatever its encoding; one that exists is then read for
+/// its value ([`read_counter`]), because a use given back by [`release`] leaves it at 0.
 pub fn was_used(store: &dyn KeyValue, key: &str) -> Result<bool, StoreError> {
-    Ok(store.get(key)?.is_some() && store.increment(key, 0)? > 0)
+    Ok(read_counter(store, key)?.is_some_and(|n| n > 0))
+}
+
+/// The value of the counter under `key`, `None` when absent, read without writing (issue 18:
+/// no write used only to read; on Spin's SQLite store an increment of 0 is a transaction that
+/// waits for the disk): one `get`, decoded as Spin's stores encode counters, 8 bytes
+/// little-endian (SQLite, `key-value-spin`) or decimal text (Redis `INCRBY`). A value in any
+/// other encoding is read through an increment of 0, as every counter was before.
+pub fn read_counter(store: &dyn KeyValue, key: &str) -> Result<Option<i64>, StoreError> {
+    match store.get(key)? {
+        None => Ok(None),
+        Some(raw) => match decode_counter(&raw) {
+            Some(n) => Ok(Some(n)),
+            None => store.increment(key, 0).map(Some),
+        },
+    }
+}
+
+/// A counter's bytes as Spin's stores write them: decimal text first (Redis), then 8 bytes
+/// little-endian (SQLite). The two cannot be confused for the counters this code keeps: eight
+/// little-endian bytes that are all ASCII digits stand for 3.4 × 10¹⁸ or more, and every
+/// counter here is a count or a Unix time.
+pub fn decode_counter(raw: &[u8]) -> Option<i64> {
+    let decimal = !raw.is_empty()
+        && raw.len() <= 20
+        && raw
+            .iter()
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_digit() || (i == 0 && *b == b'-' && raw.len() > 1));
+    if decimal {
+        return std::str::from_utf8(raw).ok()?.parse().ok();
+    }
+    let bytes: [u8; 8] = raw.try_into().ok()?;
+    Some(i64::from_le_bytes(bytes))
 }
 
 #[cfg(test)]
@@ -242,6 +339,42 @@ mod tests {
             "the record holds its expiry"
         );
         assert_eq!(first_use(&store, "jti:b", 1_000), Ok(true));
+    }
+
+    #[test]
+    fn counters_read_in_both_of_spin_s_encodings_without_a_write() {
+        assert_eq!(
+            decode_counter(&1_800_000_000i64.to_le_bytes()),
+            Some(1_800_000_000)
+        );
+        assert_eq!(decode_counter(&(-3i64).to_le_bytes()), Some(-3));
+        assert_eq!(decode_counter(&0i64.to_le_bytes()), Some(0));
+        assert_eq!(decode_counter(b"1800000000"), Some(1_800_000_000));
+        assert_eq!(
+            decode_counter(b"12345678"),
+            Some(12_345_678),
+            "8 digits: Redis text"
+        );
+        assert_eq!(decode_counter(b"-1"), Some(-1));
+        assert_eq!(decode_counter(b"0"), Some(0));
+        for other in [
+            &b""[..],
+            b"-",
+            b"1.5",
+            b"abc",
+            b"12345x",
+            b"123456789012345678901",
+        ] {
+            assert_eq!(decode_counter(other), None, "{other:?}");
+        }
+        // Read with one get, no increment.
+        let store = MemoryStore::new();
+        assert_eq!(read_counter(&store, "c"), Ok(None));
+        store.increment("c", 5).unwrap();
+        assert_eq!(read_counter(&store, "c"), Ok(Some(5)));
+        // Another encoding falls back to the increment of 0.
+        store.set("c", b"not a counter").unwrap();
+        assert!(read_counter(&store, "c").is_ok());
     }
 
     #[test]

@@ -56,11 +56,172 @@ pub const FIRST_LOOKBACK: UnixTime = 7 * 86_400;
 /// leaves an entry that deletes nothing), or, for a counter, on the increment that created it.
 /// `until` is now or later (a key announced for a time already [`GRACE`] past may land in a
 /// bucket already swept, and stay until the operator's listing sweep).
+///
+/// Through a [`Gathering`] store (every endpoint's), the announcement is gathered instead, and
+/// written with the request's next write (issue 18).
 pub fn announce(store: &dyn KeyValue, until: UnixTime, keys: &[&str]) -> Result<(), StoreError> {
-    let bucket =
-        keys::purge_bucket(until).ok_or_else(|| StoreError("a purge time out of range".into()))?;
+    if let Some(gathered) = store.gather(until, keys) {
+        return gathered;
+    }
+    let bucket = bucket_of(until)?;
+    let (entry, names) = reserve(store, bucket, keys.iter().copied())?;
+    store.set(&entry, &names)
+}
+
+fn bucket_of(until: UnixTime) -> Result<UnixTime, StoreError> {
+    keys::purge_bucket(until).ok_or_else(|| StoreError("a purge time out of range".into()))
+}
+
+/// Takes a slot in `bucket` (the increment) and returns the entry to write there.
+fn reserve<'k>(
+    store: &dyn KeyValue,
+    bucket: UnixTime,
+    keys: impl Iterator<Item = &'k str>,
+) -> Result<(String, Vec<u8>), StoreError> {
     let n = store.increment(&keys::purge_count(bucket), 1)?;
-    store.set(&keys::purge_entry(bucket, n), keys.join("\n").as_bytes())
+    Ok((
+        keys::purge_entry(bucket, n),
+        keys.collect::<Vec<_>>().join("\n").into_bytes(),
+    ))
+}
+
+/// One request's view of the store that gathers its purge announcements (issue 18): every key
+/// it announces that ends in one hourly bucket goes in **one** entry, and the entries are
+/// written in one `set-many` with the request's next `set` or `set-many` (the records they
+/// announce, so on Spin's SQLite store in one transaction with them, and on Redis in one
+/// `MSET`), after one increment per bucket for their slots. A counter's announcement (a `jti`
+/// marker's, an abuse-limit counter's) waits for that write, or for [`Gathering::flush`] at
+/// the end of the request. Everything else goes straight to the store.
+///
+/// What a fault leaves: an entry is never written without the write it came with, so a
+/// record is never stored without its entry (both or neither, on Spin's stores); a counter
+/// whose entry was lost to a fault (or to an instance that died before the flush) is named
+/// with its time ([`keys::forget_after`]) and dropped by the operator's listing sweep
+/// ([`sweep_listing`]), as before the index.
+pub struct Gathering<'a> {
+    store: &'a dyn KeyValue,
+    /// Keys per bucket end, in the order first announced.
+    pending: std::cell::RefCell<Vec<(UnixTime, Vec<String>)>>,
+}
+
+impl std::fmt::Debug for Gathering<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gathering")
+            .field("buckets", &self.pending.borrow().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Gathering<'a> {
+    /// Gathers the announcements of one request made on `store`.
+    pub fn new(store: &'a dyn KeyValue) -> Self {
+        Self {
+            store,
+            pending: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Takes the slots of what was gathered (one increment per bucket) and returns the
+    /// entries to write. What was gathered is taken even when this fails.
+    fn entries(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        pending
+            .iter()
+            .map(|(bucket, names)| reserve(self.store, *bucket, names.iter().map(String::as_str)))
+            .collect()
+    }
+
+    /// Writes what is still gathered: the end of every request on this view. No call when
+    /// nothing is.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let entries = self.entries()?;
+        let pairs: Vec<(&str, &[u8])> = entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        match pairs.as_slice() {
+            [] => Ok(()),
+            [(key, value)] => self.store.set(key, value),
+            _ => self.store.set_many(&pairs),
+        }
+    }
+}
+
+impl KeyValue for Gathering<'_> {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.get(key)
+    }
+
+    /// With announcements gathered: one `set-many`, the entries first.
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.set_many(&[(key, value)])
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.store.delete(key)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<super::Swap, StoreError> {
+        self.store.compare_and_swap(key, expected, new)
+    }
+
+    fn read_and_swap(
+        &self,
+        key: &str,
+        next: &mut super::NextValue<'_>,
+    ) -> Result<Option<super::Swap>, StoreError> {
+        self.store.read_and_swap(key, next)
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        self.store.increment(key, delta)
+    }
+
+    fn list_keys(&self, cursor: Option<&str>) -> Result<super::KeyPage, StoreError> {
+        self.store.list_keys(cursor)
+    }
+
+    fn get_many(&self, keys: &[&str]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.store.get_many(keys)
+    }
+
+    /// The gathered entries first, then `pairs`, in one call.
+    fn set_many(&self, pairs: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        let entries = self.entries()?;
+        let all: Vec<(&str, &[u8])> = entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .chain(pairs.iter().copied())
+            .collect();
+        match all.as_slice() {
+            [] => Ok(()),
+            [(key, value)] => self.store.set(key, value),
+            _ => self.store.set_many(&all),
+        }
+    }
+
+    fn delete_many(&self, keys: &[&str]) -> Result<(), StoreError> {
+        self.store.delete_many(keys)
+    }
+
+    fn gather(&self, until: UnixTime, keys: &[&str]) -> Option<Result<(), StoreError>> {
+        let bucket = match bucket_of(until) {
+            Ok(bucket) => bucket,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut pending = self.pending.borrow_mut();
+        let names = keys.iter().map(|k| (*k).to_string());
+        match pending.iter_mut().find(|(b, _)| *b == bucket) {
+            Some((_, gathered)) => gathered.extend(names),
+            None => pending.push((bucket, names.collect())),
+        }
+        Some(Ok(()))
+    }
 }
 
 /// What a sweep of the index did.
@@ -135,12 +296,8 @@ fn walk(
         }
         report.buckets += 1;
         let count_key = keys::purge_count(bucket);
-        // A count exists once incremented; it is read through an increment, as every
-        // counter is (stores encode them differently).
-        let count = match store.get(&count_key)? {
-            Some(_) => store.increment(&count_key, 0)?,
-            None => 0,
-        };
+        // A count exists once incremented; read without a write (issue 18).
+        let count = super::read_counter(store, &count_key)?.unwrap_or(0);
         while *done < count {
             let n = *done + 1;
             let entry = keys::purge_entry(bucket, n);
@@ -184,7 +341,10 @@ fn drop_key(
     if let Some(exp) = store.get(name)?.as_deref().and_then(record::expiry)
         && exp > now
     {
-        announce(store, exp, &[name])?;
+        // Written now, even through a [`Gathering`] store: the entry that named the record
+        // is deleted next, and a record no entry names would never be swept.
+        let (entry, names) = reserve(store, bucket_of(exp)?, std::iter::once(name))?;
+        store.set(&entry, &names)?;
         report.kept += 1;
         return Ok(0);
     }
@@ -575,6 +735,36 @@ mod tests {
         assert_eq!(keys_of(&store), [keys::PURGE_CURSOR]);
     }
 
+    /// Issue 18: a sweep through a request's [`Gathering`] store announces a record it keeps
+    /// at once, before it deletes the entry that named it: a store fault on the sweep's later
+    /// writes must not leave the record named by no entry.
+    #[test]
+    fn cons_1_a_kept_record_is_announced_again_before_its_old_entry_goes_even_when_gathering() {
+        let recording = crate::store::memory::Recording::default();
+        sweep(&recording.store, T0, SWEEP_BUDGET).unwrap();
+        let random = crate::clock::CountingRandom::default();
+        announce(&recording.store, T0 + 100, &["consent:c"]).unwrap();
+        record::put(
+            &recording.store,
+            "consent:c",
+            &2u8,
+            T0 + 10 * 86_400,
+            &random,
+        )
+        .unwrap();
+        let gathering = Gathering::new(&recording);
+        recording.take();
+        let done = sweep(&gathering, T0 + 2 * keys::PURGE_BUCKET, SWEEP_BUDGET).unwrap();
+        assert_eq!(done.kept, 1);
+        let calls = recording.take();
+        let announced = calls.iter().position(|c| *c == "set");
+        let old_entry_gone = calls.iter().position(|c| *c == "delete");
+        assert!(
+            announced.is_some() && announced < old_entry_gone,
+            "{calls:?}"
+        );
+    }
+
     #[test]
     fn a_sweep_s_cost_is_what_expired_not_what_lives() {
         let small = announced(10, T0 + 100);
@@ -673,5 +863,67 @@ mod tests {
         }
         assert_eq!(take_turn(&store, now).unwrap(), None);
         assert!(live(&store).is_empty());
+    }
+
+    /// Issue 18: a request's announcements, one entry per hourly bucket, written in the one
+    /// set-many that stores its records, after one increment per bucket; the sweep then finds
+    /// every key.
+    #[test]
+    fn issue_18_a_request_s_announcements_share_one_entry_per_bucket_with_its_records() {
+        let recording = crate::store::memory::Recording::default();
+        assert_eq!(sweep(&recording, T0, SWEEP_BUDGET).unwrap().deleted, 0);
+        recording.take();
+        let gathering = Gathering::new(&recording);
+        let (a, b) = (T0 + 100, T0 + 2 * keys::PURGE_BUCKET + 5);
+        announce(&gathering, a, &["r:1", "r:2"]).unwrap();
+        announce(&gathering, a + 60, &["r:3"]).unwrap();
+        announce(&gathering, b, &["r:4"]).unwrap();
+        assert!(recording.take().is_empty(), "nothing written yet");
+        let pairs: Vec<(&str, &[u8])> = ["r:1", "r:2", "r:3", "r:4"]
+            .into_iter()
+            .map(|k| (k, &b"v"[..]))
+            .collect();
+        gathering.set_many(&pairs).unwrap();
+        assert_eq!(
+            recording.take(),
+            ["increment", "increment", "set_many"],
+            "one slot per bucket, one write"
+        );
+        let bucket = keys::purge_bucket(a).unwrap();
+        assert_eq!(
+            recording.store.get(&keys::purge_entry(bucket, 1)).unwrap(),
+            Some(b"r:1\nr:2\nr:3".to_vec())
+        );
+        gathering.flush().unwrap();
+        assert!(recording.take().is_empty(), "nothing left to flush");
+        let after_b = keys::purge_bucket(b).unwrap() + GRACE;
+        let done = sweep(&recording.store, after_b, SWEEP_BUDGET).unwrap();
+        assert_eq!(
+            done.deleted,
+            4 + 2 + 2,
+            "four keys, two entries, two counts"
+        );
+        assert!(live(&recording.store).is_empty());
+    }
+
+    /// Issue 18: an announcement no write took (a counter's, on a request that writes nothing
+    /// else) is written at the request's end; a plain `set` takes what is gathered with it.
+    #[test]
+    fn issue_18_what_no_write_took_is_flushed_and_a_set_carries_the_rest() {
+        let recording = crate::store::memory::Recording::default();
+        let gathering = Gathering::new(&recording);
+        recording.increment("jti:c:j:900", 900).unwrap();
+        announce(&gathering, 900, &["jti:c:j:900"]).unwrap();
+        recording.take();
+        gathering.flush().unwrap();
+        assert_eq!(recording.take(), ["increment", "set"]);
+        announce(&gathering, 900, &["r:1"]).unwrap();
+        gathering.set("r:1", b"v").unwrap();
+        assert_eq!(recording.take(), ["increment", "set_many"]);
+        gathering.set("r:2", b"v").unwrap();
+        assert_eq!(recording.take(), ["set"], "nothing gathered: a plain set");
+        // Straight to a store that does not gather: the count and the entry at once.
+        announce(&recording, 900, &["r:3"]).unwrap();
+        assert_eq!(recording.take(), ["increment", "set"]);
     }
 }

@@ -39,7 +39,8 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Stored<T> {
     }
 }
 
-fn encode<T: Serialize>(
+/// The bytes of a record of `data` until `exp`, with a fresh marker.
+pub(crate) fn encode<T: Serialize>(
     data: &T,
     exp: UnixTime,
     random: &dyn Random,

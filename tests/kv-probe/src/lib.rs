@@ -5,6 +5,8 @@
 //! - `PUT /kv/<key>`: stores the body
 //! - `POST /kv/<key>/cas` `{"expected": "…"|null, "new": "…"}`: the glue's compare-and-swap
 //! - `POST /kv/<key>/race`: reads with a CAS handle, lets an intruder write, then swaps
+//! - `POST /kv/<key>/swap`: reads with a CAS handle and swaps the body in, with no intruder:
+//!   the store's own answer (`swapped`, `cas-failed`)
 //! - `POST /kv/<key>/increment`: adds 1 to a counter
 //! - `POST /kv/_/get-many` `{"keys": […]}`, `POST /kv/_/set-many` `{"pairs": {key: value}}`,
 //!   `POST /kv/_/delete-many` `{"keys": […]}`: the glue's batch calls (`wasi:keyvalue/batch`)
@@ -109,6 +111,22 @@ async fn handle(request: Request) -> impl IntoResponse {
                 })
             };
             match race() {
+                Ok(outcome) => Ok(serde_json::json!({ "outcome": outcome })),
+                Err(_) => Ok(serde_json::json!({ "outcome": "store-error" })),
+            }
+        }
+        (ciba::http::Method::Post, "swap") => {
+            let swap = || -> Result<&'static str, store::Error> {
+                let bucket = store::open("default")?;
+                let cas = atomics::Cas::new(&bucket, key)?;
+                cas.current()?;
+                Ok(match atomics::swap(cas, &request.body) {
+                    Ok(()) => "swapped",
+                    Err(atomics::CasError::CasFailed(_)) => "cas-failed",
+                    Err(atomics::CasError::StoreError(_)) => "store-error",
+                })
+            };
+            match swap() {
                 Ok(outcome) => Ok(serde_json::json!({ "outcome": outcome })),
                 Err(_) => Ok(serde_json::json!({ "outcome": "store-error" })),
             }
