@@ -795,9 +795,15 @@ pub fn jws(data: &[u8]) -> Option<u16> {
     let compact = text(data)?;
     let w = world();
     let client = w.config.clients.get(CLIENT)?;
+    // Keys by value only: a fresh key source each time, no outbound HTTP (NoFetch).
+    let keys = ciba::client::keys::KeySource::load(&variables()).ok()?;
+    let store = StateStore::from(&w.state);
     let mut passed = 0;
-    passed +=
-        u16::from(ciba::request_object::verify(compact, client, &w.config.issuer, NOW).is_ok());
+    passed += with_deps(&store, |deps| {
+        u16::from(
+            ciba::request_object::verify(compact, client, &w.config.issuer, &keys, deps).is_ok(),
+        )
+    });
     passed += u16::from(
         ciba::id_token::verify_hint(
             compact,
@@ -819,13 +825,15 @@ pub fn jws(data: &[u8]) -> Option<u16> {
         issuer: &w.config.issuer,
         clients: &w.config.clients,
         client_cert_header: &w.config.client_cert_header,
+        keys: &keys,
     };
     for endpoint in [
         ciba::error::Endpoint::Token,
         ciba::error::Endpoint::BackchannelAuthentication,
     ] {
-        passed +=
-            u16::from(ciba::client::auth::check(&request, &form, settings, endpoint, NOW).is_ok());
+        passed += with_deps(&store, |deps| {
+            u16::from(ciba::client::auth::check(&request, &form, settings, endpoint, deps).is_ok())
+        });
     }
     Some(passed)
 }
