@@ -87,9 +87,11 @@ async fn handle(request: Request) -> impl IntoResponse {
             Ok(None) => return json(404, serde_json::json!({})),
             Err(e) => Err(e),
         },
-        (ciba::http::Method::Post, "") | (ciba::http::Method::Other, "") => store
-            .set(key, &request.body)
-            .map(|()| serde_json::json!({ "stored": true })),
+        (ciba::http::Method::Post | ciba::http::Method::Put | ciba::http::Method::Other, "") => {
+            store
+                .set(key, &request.body)
+                .map(|()| serde_json::json!({ "stored": true }))
+        }
         (ciba::http::Method::Post, "cas") => {
             let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
             let expected = body["expected"].as_str().map(str::as_bytes);
