@@ -372,6 +372,30 @@ impl Server {
     /// checks them). The index's per-bucket counts (`purge_n:…`) are left out too; any other
     /// announcement still shows as its entry. Tests that a refusal writes nothing compare this
     /// count.
+    /// Rows of the store outside the purge index and the per-minute counters, and the index's
+    /// entries (`purge_at:`), in a store on disk. Since issue 18 a request's announcements
+    /// share an entry per hourly bucket, so how many entries a request adds depends on
+    /// whether its keys' times fall in one hour or two.
+    pub fn store_rows_and_index_entries(&self) -> (i64, i64) {
+        let path = self.db.as_ref().expect("store rows need Store::Dir");
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row(
+            "SELECT \
+               SUM(key NOT LIKE 'rate:%' AND key NOT LIKE 'purge\\_n:%' ESCAPE '\\' \
+                   AND key NOT LIKE 'purge\\_at:%' ESCAPE '\\'), \
+               SUM(key LIKE 'purge\\_at:%' ESCAPE '\\') \
+             FROM spin_key_value",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, Option<i64>>(0)?.unwrap_or(0),
+                    r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                ))
+            },
+        )
+        .unwrap()
+    }
+
     pub fn store_rows(&self) -> i64 {
         let path = self.db.as_ref().expect("store_rows needs Store::Dir");
         let conn = rusqlite::Connection::open(path).unwrap();

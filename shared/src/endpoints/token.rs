@@ -107,8 +107,8 @@ impl TokenEndpoint {
         }
     }
 
-    /// Issue 17: a poll of a registered client reads its registration and its request in one
-    /// batched read, so that it costs no more round trips than a static client's poll
+    /// Issue 17: a poll of a registered client reads its registration, its request and the
+    /// request's pace record in one batched read, so that it costs no more round trips than a static client's poll
     /// (whose registration is in memory). Other requests read as they go.
     fn prefetch<'s>(
         &self,
@@ -131,8 +131,10 @@ impl TokenEndpoint {
             return Ok(None);
         };
         let client = keys::registered_client(&claimed);
-        let request = keys::auth_request(&id.reference());
-        Prefetched::new(deps.store, &[&client, &request])
+        let reference = id.reference();
+        let request = keys::auth_request(&reference);
+        let polls = keys::auth_request_polls(&reference);
+        Prefetched::new(deps.store, &[&client, &request, &polls])
             .map(Some)
             .map_err(store_error)
     }

@@ -94,8 +94,22 @@ impl KeyValue for Prefetched<'_> {
         self.inner.list_keys(cursor)
     }
 
+    /// The prefetched keys answer from the batch (once each, as [`Prefetched::get`]); the rest,
+    /// if any, in one `get_many` of the store.
     fn get_many(&self, keys: &[&str]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.inner.get_many(keys)
+        let mut found = Vec::with_capacity(keys.len());
+        let mut rest = Vec::new();
+        for key in keys {
+            match self.take(key) {
+                Some(Some(value)) => found.push(((*key).to_string(), value)),
+                Some(None) => {}
+                None => rest.push(*key),
+            }
+        }
+        if !rest.is_empty() {
+            found.extend(self.inner.get_many(&rest)?);
+        }
+        Ok(found)
     }
 
     fn set_many(&self, pairs: &[(&str, &[u8])]) -> Result<(), StoreError> {
@@ -110,6 +124,16 @@ impl KeyValue for Prefetched<'_> {
             self.forget(key);
         }
         self.inner.delete_many(keys)
+    }
+
+    /// Announcements go where the store beneath sends them (a request's
+    /// [`super::purge::Gathering`]), so a prefetching request writes them as any other does.
+    fn gather(
+        &self,
+        until: crate::clock::UnixTime,
+        keys: &[&str],
+    ) -> Option<Result<(), StoreError>> {
+        self.inner.gather(until, keys)
     }
 }
 
@@ -131,5 +155,14 @@ mod tests {
         let p = Prefetched::new(&store, &["a"]).unwrap();
         p.set("a", b"4").unwrap();
         assert_eq!(p.get("a").unwrap(), Some(b"4".to_vec()), "a write drops it");
+        let p = Prefetched::new(&store, &["a", "b", "c"]).unwrap();
+        store.set("a", b"5").unwrap();
+        let mut many = p.get_many(&["a", "c", "d"]).unwrap();
+        many.sort();
+        assert_eq!(
+            many,
+            vec![("a".to_string(), b"4".to_vec())],
+            "prefetched keys from the batch, absent ones stay absent, the rest from the store"
+        );
     }
 }
