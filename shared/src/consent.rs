@@ -290,7 +290,11 @@ pub fn authorise_for(
     )?;
     Ok(match moved {
         Ok(next) => Authorisation::Granted(next.at(now)),
-        Err(Some(standing)) if standing.authorised_for(reference, now) => {
+        // Our move landed, even when the store reported the swap lost (Spin 4.1's Redis) and
+        // the client's DELETE revoked the consent before the re-read: the approval won, and
+        // the poll then finds the consent revoked (invalid_grant). Found by ciba-soak on two
+        // hosts on one Redis (approve-vs-consent-delete, 1 trial in 1,000).
+        Err(Some(standing)) if standing.authorised_by.as_deref() == Some(reference) => {
             Authorisation::Granted(*standing)
         }
         Err(Some(standing)) => Authorisation::Refused(standing),
@@ -512,6 +516,74 @@ mod tests {
             cursor: Option<&str>,
         ) -> Result<crate::store::KeyPage, crate::store::StoreError> {
             self.0.list_keys(cursor)
+        }
+    }
+
+    /// A store whose compare-and-swap writes, then lets the client's DELETE revoke the
+    /// consent, then reports the swap failed (Spin 4.1's Redis store, and a DELETE landing
+    /// between the swap and its re-read).
+    struct RevokedBeforeTheReRead(crate::store::memory::MemoryStore);
+
+    impl crate::store::KeyValue for RevokedBeforeTheReRead {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+            self.0.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8]) -> Result<(), crate::store::StoreError> {
+            self.0.set(key, value)
+        }
+        fn delete(&self, key: &str) -> Result<(), crate::store::StoreError> {
+            self.0.delete(key)
+        }
+        fn compare_and_swap(
+            &self,
+            key: &str,
+            expected: Option<&[u8]>,
+            new: &[u8],
+        ) -> Result<crate::store::Swap, crate::store::StoreError> {
+            self.0.compare_and_swap(key, expected, new)?;
+            let revoked = consent()
+                .authorise("ref-a", 2000)
+                .unwrap()
+                .revoke(2000)
+                .unwrap();
+            let random = crate::clock::CountingRandom::default();
+            crate::store::record::put(&self.0, key, &revoked, 100_000, &random)?;
+            Ok(crate::store::Swap::Conflict)
+        }
+        fn read_and_swap(
+            &self,
+            key: &str,
+            next: &mut crate::store::NextValue<'_>,
+        ) -> Result<Option<crate::store::Swap>, crate::store::StoreError> {
+            self.0.read_and_swap(key, next)
+        }
+        fn increment(&self, key: &str, delta: i64) -> Result<i64, crate::store::StoreError> {
+            self.0.increment(key, delta)
+        }
+        fn list_keys(
+            &self,
+            cursor: Option<&str>,
+        ) -> Result<crate::store::KeyPage, crate::store::StoreError> {
+            self.0.list_keys(cursor)
+        }
+    }
+
+    #[test]
+    fn ad_5_cons_1_an_approval_whose_move_landed_wins_even_when_a_revocation_follows_before_the_re_read()
+     {
+        let random = crate::clock::CountingRandom::default();
+        let store = RevokedBeforeTheReRead(crate::store::memory::MemoryStore::new());
+        stored(&store);
+        match authorise_for(&store, "urn:ofbciba:1", "ref-a", 2000, &random).unwrap() {
+            Authorisation::Granted(c) => {
+                assert_eq!(c.authorised_by.as_deref(), Some("ref-a"));
+                assert_eq!(c.status, Status::Rejected, "the consent as it now stands");
+                assert!(
+                    !c.authorised_for("ref-a", 2000),
+                    "so the poll gets no tokens"
+                );
+            }
+            other => panic!("the approval whose move landed was refused: {other:?}"),
         }
     }
 
