@@ -478,101 +478,26 @@ mod tests {
         );
     }
 
-    /// A store that, like Spin 4.1's Redis store, reports every compare-and-swap as failed,
-    /// even the ones it wrote.
-    struct FailedSwaps(crate::store::memory::MemoryStore);
-
-    impl crate::store::KeyValue for FailedSwaps {
-        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
-            self.0.get(key)
-        }
-        fn set(&self, key: &str, value: &[u8]) -> Result<(), crate::store::StoreError> {
-            self.0.set(key, value)
-        }
-        fn delete(&self, key: &str) -> Result<(), crate::store::StoreError> {
-            self.0.delete(key)
-        }
-        fn compare_and_swap(
-            &self,
-            key: &str,
-            expected: Option<&[u8]>,
-            new: &[u8],
-        ) -> Result<crate::store::Swap, crate::store::StoreError> {
-            self.0.compare_and_swap(key, expected, new)?;
-            Ok(crate::store::Swap::Conflict)
-        }
-        fn read_and_swap(
-            &self,
-            key: &str,
-            next: &mut crate::store::NextValue<'_>,
-        ) -> Result<Option<crate::store::Swap>, crate::store::StoreError> {
-            self.0.read_and_swap(key, next)
-        }
-        fn increment(&self, key: &str, delta: i64) -> Result<i64, crate::store::StoreError> {
-            self.0.increment(key, delta)
-        }
-        fn list_keys(
-            &self,
-            cursor: Option<&str>,
-        ) -> Result<crate::store::KeyPage, crate::store::StoreError> {
-            self.0.list_keys(cursor)
-        }
-    }
-
-    /// A store whose compare-and-swap writes, then lets the client's DELETE revoke the
-    /// consent, then reports the swap failed (Spin 4.1's Redis store, and a DELETE landing
-    /// between the swap and its re-read).
-    struct RevokedBeforeTheReRead(crate::store::memory::MemoryStore);
-
-    impl crate::store::KeyValue for RevokedBeforeTheReRead {
-        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
-            self.0.get(key)
-        }
-        fn set(&self, key: &str, value: &[u8]) -> Result<(), crate::store::StoreError> {
-            self.0.set(key, value)
-        }
-        fn delete(&self, key: &str) -> Result<(), crate::store::StoreError> {
-            self.0.delete(key)
-        }
-        fn compare_and_swap(
-            &self,
-            key: &str,
-            expected: Option<&[u8]>,
-            new: &[u8],
-        ) -> Result<crate::store::Swap, crate::store::StoreError> {
-            self.0.compare_and_swap(key, expected, new)?;
-            let revoked = consent()
-                .authorise("ref-a", 2000)
-                .unwrap()
-                .revoke(2000)
-                .unwrap();
-            let random = crate::clock::CountingRandom::default();
-            crate::store::record::put(&self.0, key, &revoked, 100_000, &random)?;
-            Ok(crate::store::Swap::Conflict)
-        }
-        fn read_and_swap(
-            &self,
-            key: &str,
-            next: &mut crate::store::NextValue<'_>,
-        ) -> Result<Option<crate::store::Swap>, crate::store::StoreError> {
-            self.0.read_and_swap(key, next)
-        }
-        fn increment(&self, key: &str, delta: i64) -> Result<i64, crate::store::StoreError> {
-            self.0.increment(key, delta)
-        }
-        fn list_keys(
-            &self,
-            cursor: Option<&str>,
-        ) -> Result<crate::store::KeyPage, crate::store::StoreError> {
-            self.0.list_keys(cursor)
-        }
+    /// The client's DELETE landing between an approval's swap and its re-read.
+    fn revoked_by_the_client(store: &crate::store::memory::MemoryStore, key: &str) {
+        let revoked = consent()
+            .authorise("ref-a", 2000)
+            .unwrap()
+            .revoke(2000)
+            .unwrap();
+        let random = crate::clock::CountingRandom::default();
+        crate::store::record::put(store, key, &revoked, 100_000, &random).unwrap();
     }
 
     #[test]
     fn ad_5_cons_1_an_approval_whose_move_landed_wins_even_when_a_revocation_follows_before_the_re_read()
      {
         let random = crate::clock::CountingRandom::default();
-        let store = RevokedBeforeTheReRead(crate::store::memory::MemoryStore::new());
+        let memory = crate::store::memory::MemoryStore::new();
+        let store = crate::fixtures::Hooked {
+            swaps_reported_lost: Some(revoked_by_the_client),
+            ..crate::fixtures::Hooked::new(&memory)
+        };
         stored(&store);
         match authorise_for(&store, "urn:ofbciba:1", "ref-a", 2000, &random).unwrap() {
             Authorisation::Granted(c) => {
@@ -605,7 +530,11 @@ mod tests {
         let random = crate::clock::CountingRandom::default();
         for failing in [false, true] {
             let memory = crate::store::memory::MemoryStore::new();
-            let lying = FailedSwaps(crate::store::memory::MemoryStore::new());
+            let beneath = crate::store::memory::MemoryStore::new();
+            let lying = crate::fixtures::Hooked {
+                swaps_reported_lost: Some(|_, _| {}),
+                ..crate::fixtures::Hooked::new(&beneath)
+            };
             let store: &dyn crate::store::KeyValue = if failing { &lying } else { &memory };
             stored(store);
             let first = authorise_for(store, "urn:ofbciba:1", "ref-a", 2000, &random).unwrap();

@@ -138,3 +138,72 @@ pub fn verify_request_object(
     };
     crate::request_object::verify(compact, client, issuer, &key_source(), &deps)
 }
+
+/// A memory store a test can hook: reads of some keys answer absent (as to a racer that read
+/// before another's write), and compare-and-swaps can be reported lost after they wrote
+/// (Spin 4.1's Redis store), with something run in between (a racer's write).
+pub struct Hooked<'a> {
+    /// The store beneath.
+    pub store: &'a crate::store::memory::MemoryStore,
+    /// Keys read as absent.
+    pub hide: fn(&str) -> bool,
+    /// When set, every compare-and-swap writes, runs this, then reports a conflict.
+    pub swaps_reported_lost: Option<fn(&crate::store::memory::MemoryStore, &str)>,
+}
+
+impl<'a> Hooked<'a> {
+    /// `store` as it is.
+    pub fn new(store: &'a crate::store::memory::MemoryStore) -> Self {
+        Self {
+            store,
+            hide: |_| false,
+            swaps_reported_lost: None,
+        }
+    }
+}
+
+impl crate::store::KeyValue for Hooked<'_> {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+        if (self.hide)(key) {
+            return Ok(None);
+        }
+        self.store.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), crate::store::StoreError> {
+        self.store.set(key, value)
+    }
+    fn delete(&self, key: &str) -> Result<(), crate::store::StoreError> {
+        self.store.delete(key)
+    }
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<crate::store::Swap, crate::store::StoreError> {
+        let swap = self.store.compare_and_swap(key, expected, new)?;
+        match self.swaps_reported_lost {
+            Some(between) => {
+                between(self.store, key);
+                Ok(crate::store::Swap::Conflict)
+            }
+            None => Ok(swap),
+        }
+    }
+    fn read_and_swap(
+        &self,
+        key: &str,
+        next: &mut crate::store::NextValue<'_>,
+    ) -> Result<Option<crate::store::Swap>, crate::store::StoreError> {
+        self.store.read_and_swap(key, next)
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, crate::store::StoreError> {
+        self.store.increment(key, delta)
+    }
+    fn list_keys(
+        &self,
+        cursor: Option<&str>,
+    ) -> Result<crate::store::KeyPage, crate::store::StoreError> {
+        self.store.list_keys(cursor)
+    }
+}

@@ -377,56 +377,18 @@ fn reg_29_one_registration_per_software() {
     assert_eq!(registrations(&f.store), rows);
 }
 
-/// A store that reads every `software:` claim as absent, as two registrations racing each
-/// other both read it before either has claimed the software.
-struct ClaimsReadAsAbsent<'a>(&'a MemoryStore);
-
-impl crate::store::KeyValue for ClaimsReadAsAbsent<'_> {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
-        if key.starts_with("software:") {
-            return Ok(None);
-        }
-        self.0.get(key)
-    }
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), crate::store::StoreError> {
-        self.0.set(key, value)
-    }
-    fn delete(&self, key: &str) -> Result<(), crate::store::StoreError> {
-        self.0.delete(key)
-    }
-    fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> Result<crate::store::Swap, crate::store::StoreError> {
-        self.0.compare_and_swap(key, expected, new)
-    }
-    fn read_and_swap(
-        &self,
-        key: &str,
-        next: &mut crate::store::NextValue<'_>,
-    ) -> Result<Option<crate::store::Swap>, crate::store::StoreError> {
-        self.0.read_and_swap(key, next)
-    }
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, crate::store::StoreError> {
-        self.0.increment(key, delta)
-    }
-    fn list_keys(
-        &self,
-        cursor: Option<&str>,
-    ) -> Result<crate::store::KeyPage, crate::store::StoreError> {
-        self.0.list_keys(cursor)
-    }
-}
-
 /// REG-29's claim decides a race the presence check cannot see: the second registration of a
 /// software that passed the check before the first claimed it is still refused, and leaves
 /// no record behind.
 #[test]
 fn reg_29_racing_registrations_of_one_software_are_decided_by_the_claim() {
     let f = Fixture::new();
-    let blind = ClaimsReadAsAbsent(&f.store);
+    // Every `software:` claim reads as absent, as to two registrations that both read it
+    // before either claimed the software.
+    let blind = crate::fixtures::Hooked {
+        hide: |key| key.starts_with("software:"),
+        ..crate::fixtures::Hooked::new(&f.store)
+    };
     let post = || {
         let request = Request {
             method: Method::Post,
