@@ -202,6 +202,13 @@ impl Consent {
             && self.authorised_by.as_deref() == Some(reference)
     }
 
+    /// Whether the request `reference`'s approval moved the consent to `AUTHORISED`, whatever
+    /// became of it since (revoked by its client, expired): that approval won the consent's
+    /// race (AD-5, CONS-1), so the request is completed as approved, never denied after it.
+    pub fn moved_by(&self, reference: &str) -> bool {
+        self.authorised_by.as_deref() == Some(reference)
+    }
+
     /// `DELETE` by the client on the holder's behalf (Consents API v3).
     pub fn revoke(&self, now: UnixTime) -> Result<Self, TransitionError> {
         let current = self.at(now);
@@ -294,9 +301,7 @@ pub fn authorise_for(
         // the client's DELETE revoked the consent before the re-read: the approval won, and
         // the poll then finds the consent revoked (invalid_grant). Found by ciba-soak on two
         // hosts on one Redis (approve-vs-consent-delete, 1 trial in 1,000).
-        Err(Some(standing)) if standing.authorised_by.as_deref() == Some(reference) => {
-            Authorisation::Granted(*standing)
-        }
+        Err(Some(standing)) if standing.moved_by(reference) => Authorisation::Granted(*standing),
         Err(Some(standing)) => Authorisation::Refused(standing),
         Err(None) => Authorisation::Gone,
     })

@@ -459,3 +459,59 @@ fn ad_6_a_denial_that_wins_after_the_consent_moved_rejects_it() {
     assert_eq!(late.status, 409);
     assert_eq!(json_of(&f.poll(&id))["error"], json!("access_denied"));
 }
+
+/// AD-4, AD-5, CONS-1: an approval whose move of the consent landed has won the consent's
+/// race, even when the client's DELETE revokes the consent before the approval's request
+/// write: another approval of the same request (a device retry, or two taps at once) finds
+/// the consent revoked but moved by this request, and completes the approval rather than
+/// denying it, so the consent's REVOKED always goes with an approved request. Found by
+/// ciba-soak on two hosts on one Redis (approve-vs-consent-delete, 1 trial in 1,000: no
+/// approval answered 200 and the consent read CUSTOMER_MANUALLY_REVOKED).
+#[test]
+fn ad_5_cons_1_an_approval_completes_when_its_consent_move_landed_and_a_revocation_followed() {
+    let f = Flow::new();
+    let consent_id = f.lodge();
+    let ack = f.bc_authorize(&f.request_object(&consent_id, json!({})));
+    let id = json_of(&ack)["auth_req_id"].as_str().unwrap().to_string();
+    let reference = crate::auth_req::AuthReqId::parse(&id).unwrap().reference();
+    // The first approval's consent move, then the client's DELETE.
+    f.with_deps(|deps| {
+        let now = deps.clock.now();
+        let moved =
+            crate::consent::authorise_for(deps.store, &consent_id, &reference, now, deps.random);
+        assert!(matches!(
+            moved,
+            Ok(crate::consent::Authorisation::Granted(_))
+        ));
+        let revoked = crate::store::record::update::<crate::consent::Consent, ()>(
+            deps.store,
+            &crate::store::keys::consent(&consent_id),
+            now,
+            deps.random,
+            |current| {
+                let current = current.unwrap();
+                Ok((current.data.revoke(now).unwrap(), current.exp))
+            },
+        );
+        assert!(matches!(revoked, Ok(Ok(_))));
+    });
+    let approve = || {
+        f.device(
+            Method::Post,
+            &format!("/requests/{id}/approve"),
+            json!({ "acr": "urn:brasil:openbanking:loa2" }),
+        )
+    };
+    let second = approve();
+    assert_eq!(
+        second.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&second.body)
+    );
+    assert_eq!(json_of(&second)["status"], json!("APPROVED"));
+    assert_eq!(json_of(&second)["consent_status"], json!("REJECTED"));
+    // No tokens for a revoked consent, and the request stays approved.
+    assert_eq!(json_of(&f.poll(&id))["error"], json!("invalid_grant"));
+    assert_eq!(approve().status, 409);
+}

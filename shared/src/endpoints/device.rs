@@ -830,10 +830,13 @@ fn approval_checks(
     if !request.acr.reached_by(acr) {
         return Err(DenialReason::AcrNotReached);
     }
-    // Awaiting, or already authorised by this request: an approval whose request write
-    // failed after the consent's move (a store fault) is completed by the device's retry.
+    // Awaiting, or already moved by this request (even if revoked or expired since): an
+    // approval whose request write failed after the consent's move (a store fault), or that
+    // is still on its way to it, is completed by the device's retry or a concurrent approval
+    // of the same request, so a consent revoked after its move always goes with an approved
+    // request (CONS-1: the client's DELETE came second).
     if consent.at(now).status != crate::consent::Status::AwaitingAuthorisation
-        && !consent.authorised_for(reference, now)
+        && !consent.moved_by(reference)
     {
         return Err(DenialReason::ConsentUnavailable);
     }
