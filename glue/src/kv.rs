@@ -2,7 +2,13 @@
 //! re-read rules of design.md, State, for Spin's store quirks.
 
 use ciba::store::{KeyPage, KeyValue, NextValue, StoreError, Swap};
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use spin_sdk::experimental::wasi::keyvalue::{atomics, batch, store};
+
+/// Whether this instance's store refused a `get-many` (Spin 4.1's Redis store always does
+/// for two keys or more): [`SpinStore::get_many`] then reads key by key.
+static GET_MANY_REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// An open bucket of the runtime's store.
 pub struct SpinStore {
@@ -95,7 +101,11 @@ impl KeyValue for SpinStore {
     /// Spin 4.1's Redis store implements `get-many` with `KEYS <key>…` (issue 18, found by
     /// the host's Redis model): Redis refuses it for more than one key, and for one key that
     /// exists the host panics. So one key is always a `get`, and a refused batch is read again
-    /// one `get` per key: one call on Spin's SQLite store, the same answer on Redis.
+    /// one `get` per key: one call on Spin's SQLite store, the same answer on Redis. A refusal
+    /// is remembered for the rest of the instance's life (Spin reuses an instance for up to
+    /// 128 requests), so on Redis only its first multi-key read pays the refused call; a
+    /// store that refused for another reason (a transient fault) is read key by key until
+    /// the instance ends, which is slower, never wrong.
     fn get_many(&self, keys: &[&str]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         match keys {
             [] => Ok(Vec::new()),
@@ -104,22 +114,25 @@ impl KeyValue for SpinStore {
                 .map(|value| vec![((*key).to_string(), value)])
                 .unwrap_or_default()),
             _ => {
-                let owned: Vec<String> = keys.iter().map(|k| (*k).to_string()).collect();
-                match batch::get_many(&self.bucket, &owned) {
-                    Ok(found) => Ok(found
-                        .into_iter()
-                        .filter_map(|(key, value)| Some((key, value?)))
-                        .collect()),
-                    Err(_) => {
-                        let mut found = Vec::with_capacity(keys.len());
-                        for key in keys {
-                            if let Some(value) = self.get(key)? {
-                                found.push(((*key).to_string(), value));
-                            }
+                if !GET_MANY_REFUSED.load(Ordering::Relaxed) {
+                    let owned: Vec<String> = keys.iter().map(|k| (*k).to_string()).collect();
+                    match batch::get_many(&self.bucket, &owned) {
+                        Ok(found) => {
+                            return Ok(found
+                                .into_iter()
+                                .filter_map(|(key, value)| Some((key, value?)))
+                                .collect());
                         }
-                        Ok(found)
+                        Err(_) => GET_MANY_REFUSED.store(true, Ordering::Relaxed),
                     }
                 }
+                let mut found = Vec::with_capacity(keys.len());
+                for key in keys {
+                    if let Some(value) = self.get(key)? {
+                        found.push(((*key).to_string(), value));
+                    }
+                }
+                Ok(found)
             }
         }
     }

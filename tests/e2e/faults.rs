@@ -1360,3 +1360,21 @@ fn ad_2_the_device_list_reads_without_writing() {
     assert!(!calls.is_empty());
     assert!(calls.iter().all(|op| !op.is_write()), "{calls:?}");
 }
+
+/// Issue 18: Spin 4.1's Redis store refuses every `get-many` of two keys or more; the glue
+/// remembers the refusal for the instance's life (Spin reuses it for up to 128 requests), so
+/// a pending poll after the first multi-key read on an instance pays no refused call: one
+/// `get` per key, and no `get-many`.
+#[test]
+fn tok_6_on_redis_a_refused_get_many_is_paid_once_per_instance() {
+    let f = Faulty::on_redis();
+    let c = &f.c;
+    let first = with_pending(c);
+    let (_, calls) = calls_of(c, |c| c.poll("tpp-1", first.id()), 400);
+    let second = with_pending(c);
+    let (_, again) = calls_of(c, |c| c.poll("tpp-1", second.id()), 400);
+    assert!(!again.contains(&KvOp::GetMany), "{again:?}");
+    assert!(again.contains(&KvOp::Get), "{again:?}");
+    assert!(again.len() <= calls.len(), "{calls:?} then {again:?}");
+    assert_eq!(swaps(&again), 0, "{again:?}");
+}
