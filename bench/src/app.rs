@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
-use crate::{cold, flow, keystore, report};
+use crate::{cold, flow, keystore, register, report};
 
 const HELP: &str = "ciba-bench: end-to-end load benchmark of the CIBA bundle
 
@@ -13,7 +13,7 @@ const HELP: &str = "ciba-bench: end-to-end load benchmark of the CIBA bundle
              [--subject SUB] [--cpf CPF] [--device-token-file FILE]
              [--cert-header NAME --cert-file PEM [--device-cert-file PEM]]
              [--manifest spin.toml] [--host-bin PATH | --no-cold-start]
-             [--keystore ADDR]
+             [--keystore ADDR] [--register]
   ciba-bench --keyed-clients ADDR [--dev-dir DIR]
 
   --base URL            the running server (http:// only), default http://127.0.0.1:3000
@@ -34,6 +34,10 @@ const HELP: &str = "ciba-bench: end-to-end load benchmark of the CIBA bundle
   --keystore ADDR       serve the public half of --client-key at http://ADDR/bench/application.jwks
                         during the run and report how often it was fetched: for a client whose
                         keys are by jwks_uri (issue 17), such as demo-client-keyed below
+  --register            act as a client registered for the run through POST /register (DCR), with
+                        a new software of `ciba-host dev`'s development Directory (--host-bin ssa:
+                        its SSA, client key and certificate), instead of --client-id; needs
+                        --cert-header (registration needs mTLS); the registration is deleted after
   --keyed-clients ADDR  print the `clients` value of `ciba-host dev` plus demo-client-keyed, the
                         demo client with its keys at that keystore, and exit; give it to
                         `ciba-host dev --variable clients=@FILE --variable jwks_allowed_hosts=http://ADDR`";
@@ -49,6 +53,7 @@ struct Args {
     cold_start: bool,
     keystore: Option<String>,
     keyed_clients: Option<String>,
+    register: bool,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<Args>> {
@@ -63,6 +68,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<A
         cold_start: true,
         keystore: None,
         keyed_clients: None,
+        register: false,
     };
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -79,6 +85,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<A
             "--no-cold-start" => out.cold_start = false,
             "--keystore" => out.keystore = Some(value()?),
             "--keyed-clients" => out.keyed_clients = Some(value()?),
+            "--register" => out.register = true,
             "--help" | "-h" => return Ok(None),
             other => bail!("unknown argument {other}; see --help"),
         }
@@ -109,7 +116,7 @@ pub fn main() {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(mut args: Args) -> anyhow::Result<()> {
     if let Some(addr) = &args.keyed_clients {
         println!(
             "{}",
@@ -117,6 +124,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    let registered = if args.register {
+        Some(register::register(&mut args.registrations, &args.host_bin, &args.manifest).await?)
+    } else {
+        None
+    };
     let bench = args.registrations.bench(args.concurrency).await?;
     let served = match &args.keystore {
         Some(addr) => {
@@ -135,6 +147,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.requests, args.concurrency, bench.issuer
     );
     let scenarios = flow::scenarios(&bench, args.requests).await?;
+    if let Some(registered) = &registered {
+        registered.delete(&args.registrations.base).await?;
+    }
     if let Some(served) = &served {
         eprintln!(
             "keystore: the key set was fetched {} times during the scenarios",

@@ -12,5 +12,6 @@ pub mod cold;
 pub mod flow;
 pub mod keystore;
 pub mod load;
+pub mod register;
 pub mod report;
 pub mod soak;
