@@ -7,16 +7,53 @@ use serde_json::{Map, Value, json};
 
 use serde::{Deserialize, Serialize};
 
+use std::borrow::Cow;
+
 use crate::auth_req::{AuthRequest, ClaimRequests, Decision};
+use crate::client::keys::KeySource;
+use crate::client::registry::{Client, IdTokenEncryption};
 use crate::clock::Random;
 use crate::clock::{SKEW, UnixTime};
 use crate::config::Issuer;
+use crate::endpoints::Deps;
 use crate::error::ProtocolError;
 use crate::jose::jws::{JwsError, verify_ps256};
 use crate::jose::keys::KeySet;
 use crate::jose::{b64url, b64url_decode};
 use crate::store::{KeyValue, StoreError, Swap, first_use, keys, record, release, was_used};
 use crate::users::User;
+
+/// The id_token as `client` receives it (TKN-4): the signed JWS itself, or, for a client that
+/// registered `id_token_encrypted_response_alg` (REG-26, or the same member in `clients`), that
+/// JWS as a nested JWE (`cty: JWT`) to the first RSA-OAEP `enc` key the client publishes.
+///
+/// A client that asked for encryption but publishes no such key gets
+/// `invalid_client_metadata` (400) [decision]: its registration promises a key its key set
+/// lacks, which is the client's to fix, not a fault of ours (so never 500), not a failed
+/// authentication (not `invalid_client`), and nothing about the grant (not `invalid_grant`,
+/// which would tell it the auth_req_id is spent); node-oidc-provider answers the same. It is
+/// decided before anything is written, so the request stays redeemable: once the key is
+/// published, the next poll after the one-minute refetch gap (KEY-13) gets the tokens. A
+/// keystore that cannot be reached is 503 `temporarily_unavailable`, as for signatures
+/// (KEY-14).
+pub fn for_client<'t>(
+    signed: &'t str,
+    client: &Client,
+    keys: &KeySource,
+    deps: &Deps<'_>,
+) -> Result<Cow<'t, str>, ProtocolError> {
+    let Some(IdTokenEncryption::RsaOaepA256Gcm) = client.id_token_encryption else {
+        return Ok(Cow::Borrowed(signed));
+    };
+    let key = keys
+        .encryption_key(deps, client)?
+        .ok_or(ProtocolError::InvalidClientMetadata(
+            "id_token encryption is registered but the client publishes no RSA-OAEP enc key",
+        ))?;
+    crate::jose::jwe::encrypt(signed, &key.key, &key.kid, deps.random)
+        .map(Cow::Owned)
+        .map_err(|_| ProtocolError::ServerError("the id_token could not be encrypted"))
+}
 
 /// `at_hash` (OIDC 3.1.3.6, FAPI1-A 8.3.4): the left half of SHA-256 of the access token.
 pub fn at_hash(access_token: &str) -> String {

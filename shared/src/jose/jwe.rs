@@ -386,7 +386,10 @@ mod tests {
         let (random_a, random_b) = (CountingRandom::default(), CountingRandom::default());
         let a = encrypt("a.b.c", &recipient(), "enc-1", &random_a).unwrap();
         // The same source state gives the same bytes: nothing else supplies randomness.
-        assert_eq!(a, encrypt("a.b.c", &recipient(), "enc-1", &random_b).unwrap());
+        assert_eq!(
+            a,
+            encrypt("a.b.c", &recipient(), "enc-1", &random_b).unwrap()
+        );
         // The next draw gives another CEK, IV and seed.
         let next = encrypt("a.b.c", &recipient(), "enc-1", &random_a).unwrap();
         let parts = |jwe: &str| jwe.split('.').map(str::to_owned).collect::<Vec<_>>();
