@@ -378,6 +378,104 @@ fn cli_2_clients_register_only_allowed_methods_and_metadata() {
     assert!(load_with(var::CLIENTS, json!([tls]).to_string()).is_ok());
 }
 
+/// The public half of the fixture's encryption key, as a client would publish it.
+fn client_enc_key(kid: &str) -> Value {
+    let private = devkeys::private_key_from_jwk(&keys().encryption).unwrap();
+    devkeys::public_jwk(
+        &devkeys::rsa::RsaPublicKey::from(&private),
+        kid,
+        "enc",
+        "RSA-OAEP",
+    )
+}
+
+/// REG-26, TKN-4: a static client may register id_token encryption by hand, with the checks
+/// a registration gets; a `jwks` by value must then hold an RSA-OAEP `enc` key.
+#[test]
+fn reg_26_tkn_4_static_clients_register_id_token_encryption_as_dcr_does() {
+    use crate::client::registry::IdTokenEncryption;
+    let with_enc = with_member(
+        &client("c1"),
+        "jwks",
+        json!({ "keys": [keys().client_public, client_enc_key("c1-enc")] }),
+    );
+    let encrypting = |members: Value| {
+        let mut c = with_enc.clone();
+        for (k, v) in members.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    for ok in [
+        json!({ "id_token_encrypted_response_alg": "RSA-OAEP" }),
+        json!({ "id_token_encrypted_response_alg": "RSA-OAEP",
+                "id_token_encrypted_response_enc": "A256GCM" }),
+    ] {
+        let config = load_with(var::CLIENTS, json!([encrypting(ok)]).to_string()).unwrap();
+        let c1 = config.clients.get("c1").unwrap();
+        assert_eq!(
+            c1.id_token_encryption,
+            Some(IdTokenEncryption::RsaOaepA256Gcm)
+        );
+        // KEY-9: the enc key is kept, and never verifies.
+        let crate::client::registry::ClientKeys::Jwks(jwks) = &c1.keys else {
+            panic!("by value");
+        };
+        assert_eq!(jwks.len(), 2);
+    }
+    let plain = load_with(var::CLIENTS, json!([with_enc.clone()]).to_string()).unwrap();
+    assert_eq!(plain.clients.get("c1").unwrap().id_token_encryption, None);
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            encrypting(json!({ "id_token_encrypted_response_enc": "A256GCM" })),
+            "needs id_token_encrypted_response_alg",
+        ),
+        (
+            encrypting(json!({ "id_token_encrypted_response_alg": "RSA1_5" })),
+            "RSA-OAEP with A256GCM only",
+        ),
+        (
+            encrypting(json!({ "id_token_encrypted_response_alg": "RSA-OAEP",
+                               "id_token_encrypted_response_enc": "A128CBC-HS256" })),
+            "RSA-OAEP with A256GCM only",
+        ),
+        (
+            with_member(
+                &client("c1"),
+                "id_token_encrypted_response_alg",
+                json!("RSA-OAEP"),
+            ),
+            "no RSA-OAEP encryption key",
+        ),
+        (
+            // An RSA-OAEP-256 key is no RSA-OAEP key (KEY-11).
+            with_member(
+                &encrypting(json!({ "id_token_encrypted_response_alg": "RSA-OAEP" })),
+                "jwks",
+                json!({ "keys": [
+                    keys().client_public,
+                    with_member(&client_enc_key("c1-enc"), "alg", json!("RSA-OAEP-256")),
+                ] }),
+            ),
+            "no RSA-OAEP encryption key",
+        ),
+    ];
+    for (registration, expected) in cases {
+        let text = problem(var::CLIENTS, json!([registration]).to_string());
+        assert!(text.contains(expected), "expected {expected:?} in {text}");
+    }
+    // By jwks_uri, the key is looked for when an id_token is issued.
+    let by_uri = json!({
+        "client_id": "c2",
+        "jwks_uri": "https://keystore.directory.openbankingbrasil.org.br/o/s/application.jwks",
+        "token_endpoint_auth_method": "private_key_jwt",
+        "scope": "openid",
+        "grant_types": ["urn:openid:params:grant-type:ciba"],
+        "id_token_encrypted_response_alg": "RSA-OAEP",
+    });
+    assert!(load_with(var::CLIENTS, json!([by_uri]).to_string()).is_ok());
+}
+
 #[test]
 fn tkn_9_users_need_a_valid_unique_cpf_and_never_leak_it() {
     let cases = [

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use crate::client::registry::{AuthMethod, Clients, GRANT_CIBA};
 use crate::config::{ClientCertHeader, ConfigError, Issuer, Variables, required, var};
-use crate::jose::PS256;
+use crate::jose::jwe::A256GCM;
+use crate::jose::{PS256, RSA_OAEP};
 use crate::users::Users;
 
 /// Route of the JWK Set (design.md).
@@ -111,6 +112,9 @@ impl DiscoverySettings {
             "token_endpoint_auth_signing_alg_values_supported": [PS256],
             "tls_client_certificate_bound_access_tokens": mtls,
             "id_token_signing_alg_values_supported": [PS256],
+            // DISC-17: encrypted id_tokens are offered (TKN-4), with the profile's only pair.
+            "id_token_encryption_alg_values_supported": [RSA_OAEP],
+            "id_token_encryption_enc_values_supported": [A256GCM],
             "subject_types_supported": ["public"],
             "response_types_supported": [],
             "scopes_supported": scopes,

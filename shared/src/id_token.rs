@@ -7,16 +7,53 @@ use serde_json::{Map, Value, json};
 
 use serde::{Deserialize, Serialize};
 
+use std::borrow::Cow;
+
 use crate::auth_req::{AuthRequest, ClaimRequests, Decision};
+use crate::client::keys::KeySource;
+use crate::client::registry::{Client, IdTokenEncryption};
 use crate::clock::Random;
 use crate::clock::{SKEW, UnixTime};
 use crate::config::Issuer;
+use crate::endpoints::Deps;
 use crate::error::ProtocolError;
 use crate::jose::jws::{JwsError, verify_ps256};
 use crate::jose::keys::KeySet;
 use crate::jose::{b64url, b64url_decode};
 use crate::store::{KeyValue, StoreError, Swap, first_use, keys, record, release, was_used};
 use crate::users::User;
+
+/// The id_token as `client` receives it (TKN-4): the signed JWS itself, or, for a client that
+/// registered `id_token_encrypted_response_alg` (REG-26, or the same member in `clients`), that
+/// JWS as a nested JWE (`cty: JWT`) to the first RSA-OAEP `enc` key the client publishes.
+///
+/// A client that asked for encryption but publishes no such key gets
+/// `invalid_client_metadata` (400) [decision]: its registration promises a key its key set
+/// lacks, which is the client's to fix, not a fault of ours (so never 500), not a failed
+/// authentication (not `invalid_client`), and nothing about the grant (not `invalid_grant`,
+/// which would tell it the auth_req_id is spent); node-oidc-provider answers the same. It is
+/// decided before anything is written, so the request stays redeemable: once the key is
+/// published, the next poll after the one-minute refetch gap (KEY-13) gets the tokens. A
+/// keystore that cannot be reached is 503 `temporarily_unavailable`, as for signatures
+/// (KEY-14).
+pub fn for_client<'t>(
+    signed: &'t str,
+    client: &Client,
+    keys: &KeySource,
+    deps: &Deps<'_>,
+) -> Result<Cow<'t, str>, ProtocolError> {
+    let Some(IdTokenEncryption::RsaOaepA256Gcm) = client.id_token_encryption else {
+        return Ok(Cow::Borrowed(signed));
+    };
+    let key = keys
+        .encryption_key(deps, client)?
+        .ok_or(ProtocolError::InvalidClientMetadata(
+            "id_token encryption is registered but the client publishes no RSA-OAEP enc key",
+        ))?;
+    crate::jose::jwe::encrypt(signed, &key.key, &key.kid, deps.random)
+        .map(Cow::Owned)
+        .map_err(|_| ProtocolError::ServerError("the id_token could not be encrypted"))
+}
 
 /// `at_hash` (OIDC 3.1.3.6, FAPI1-A 8.3.4): the left half of SHA-256 of the access token.
 pub fn at_hash(access_token: &str) -> String {
@@ -362,6 +399,87 @@ mod tests {
     use crate::clock::CountingRandom;
     use crate::store::memory::MemoryStore;
     use crate::store::{KeyPage, NextValue};
+
+    /// TKN-4: a client that registered encryption gets the JWS sealed to its first enc key;
+    /// one that did not gets the JWS itself; one that publishes no enc key gets
+    /// invalid_client_metadata, with nothing written.
+    #[test]
+    fn tkn_4_for_client_seals_the_jws_only_for_clients_that_registered_it() {
+        use crate::client::fetch::NoFetch;
+        use crate::client::registry::Clients;
+        use crate::fixtures::{client, key_source, keys};
+        use crate::jose::jwk::KeyUse;
+        let enc_private = devkeys::private_key_from_jwk(&keys().encryption).unwrap();
+        let enc_public = devkeys::public_jwk(
+            &devkeys::rsa::RsaPublicKey::from(&enc_private),
+            "enc-1",
+            "enc",
+            "RSA-OAEP",
+        );
+        let mut plain = client("plain");
+        plain["jwks"] = json!({ "keys": [keys().client_public, enc_public] });
+        let mut sealed = plain.clone();
+        sealed["client_id"] = json!("sealed");
+        sealed["id_token_encrypted_response_alg"] = json!("RSA-OAEP");
+        let mut keyless = client("keyless");
+        keyless.as_object_mut().unwrap().remove("jwks");
+        keyless["jwks_uri"] =
+            json!("https://keystore.directory.openbankingbrasil.org.br/o/s/application.jwks");
+        keyless["id_token_encrypted_response_alg"] = json!("RSA-OAEP");
+        let clients = Clients::parse(&json!([plain, sealed, keyless]).to_string()).unwrap();
+        let store = MemoryStore::new();
+        let deps = Deps {
+            store: &store,
+            clock: &crate::clock::FixedClock(1_800_000_000),
+            random: &CountingRandom::default(),
+            fetch: &NoFetch,
+        };
+        let source = key_source();
+        let jws = "eyJhbGciOiJQUzI1NiJ9.e30.c2ln";
+        let got = for_client(jws, clients.get("plain").unwrap(), &source, &deps).unwrap();
+        assert!(matches!(got, Cow::Borrowed(t) if t == jws));
+        let got = for_client(jws, clients.get("sealed").unwrap(), &source, &deps).unwrap();
+        let enc_keys = KeySet::parse(
+            "enc",
+            &json!({ "keys": [keys().encryption] }).to_string(),
+            KeyUse::Encryption,
+        )
+        .unwrap();
+        let opened =
+            crate::jose::jwe::decrypt(&got, &enc_keys, &CountingRandom::default()).unwrap();
+        assert_eq!(opened, jws.as_bytes());
+        // By jwks_uri with the keystore unreachable: 503, not the client's fault.
+        let got = for_client(jws, clients.get("keyless").unwrap(), &source, &deps);
+        assert!(matches!(got, Err(ProtocolError::RetryLater(..))), "{got:?}");
+        assert!(store.is_empty(), "nothing written");
+        // Published, but with no enc key: the client's metadata promises what its set lacks.
+        struct SigningKeyOnly;
+        impl crate::client::fetch::Fetch for SigningKeyOnly {
+            fn get(
+                &self,
+                _: &crate::client::fetch::FetchRequest<'_>,
+            ) -> Result<crate::client::fetch::FetchResponse, crate::client::fetch::FetchError>
+            {
+                Ok(crate::client::fetch::FetchResponse {
+                    status: 200,
+                    headers: Vec::new(),
+                    body: json!({ "keys": [keys().client_public] })
+                        .to_string()
+                        .into_bytes(),
+                })
+            }
+        }
+        let deps = Deps {
+            fetch: &SigningKeyOnly,
+            ..deps
+        };
+        // A fresh instance: the one above waits 30 s after its failed fetch (KEY-14).
+        let got = for_client(jws, clients.get("keyless").unwrap(), &key_source(), &deps);
+        assert!(
+            matches!(got, Err(ProtocolError::InvalidClientMetadata(_))),
+            "{got:?}"
+        );
+    }
 
     /// Spin's SQLite store: a swap into a key that was absent is an unconditional upsert.
     #[derive(Default)]

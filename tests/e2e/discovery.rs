@@ -301,6 +301,20 @@ fn disc_17_id_tokens_are_ps256_only() {
     );
 }
 
+/// DISC-17, TKN-4: encrypted id_tokens are offered, RSA-OAEP with A256GCM only.
+#[test]
+fn disc_17_id_token_encryption_is_rsa_oaep_with_a256gcm() {
+    let d = doc();
+    assert_eq!(
+        d["id_token_encryption_alg_values_supported"],
+        json!(["RSA-OAEP"])
+    );
+    assert_eq!(
+        d["id_token_encryption_enc_values_supported"],
+        json!(["A256GCM"])
+    );
+}
+
 #[test]
 fn disc_18_public_subjects_and_no_front_channel_response_types() {
     let d = doc();

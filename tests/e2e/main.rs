@@ -15,6 +15,7 @@ mod docs;
 mod expiry;
 mod faults;
 mod host;
+mod id_token_encryption;
 mod jwks;
 mod keys;
 mod lifecycle;

@@ -1,7 +1,8 @@
 //! Where every endpoint gets a client's public keys (KEY-8), in one place: from the
 //! registration (`jwks` by value, static clients only) or from its `jwks_uri` through the
 //! instance's [`Keystore`]. Client assertions (CLI-4), request objects (BCA-5) and the QR
-//! code's login_hint_token (HINT-15) all verify through [`KeySource::verifiers`]; however a
+//! code's login_hint_token (HINT-15) all verify through [`KeySource::verifiers`], and id_tokens
+//! are encrypted to [`KeySource::encryption_key`] (TKN-4); however a
 //! client was found (the `clients` variable, or a registration in the store), its keys come
 //! from here.
 
@@ -91,6 +92,32 @@ impl KeySource {
             }
         }
     }
+
+    /// The key `client`'s id_tokens are encrypted to (TKN-4): the first of its keys with
+    /// `use` enc and `alg` RSA-OAEP or absent (KEY-11; a key with neither `use` nor `alg`
+    /// counts as a signing key, as OIDC Core 10.1 wants `use` on every key of a set that
+    /// holds both kinds). By value: from its `jwks`. By `jwks_uri`: from the published set,
+    /// cached and refetched as for signatures, so a client whose assertion was just verified
+    /// costs nothing more (KEY-15). `Ok(None)`: the client publishes no such key; `Err`: no
+    /// set can be had (503, KEY-14).
+    pub fn encryption_key(
+        &self,
+        deps: &Deps<'_>,
+        client: &Client,
+    ) -> Result<Option<Arc<PublicJwk>>, KeystoreUnavailable> {
+        match &client.keys {
+            ClientKeys::Jwks(keys) => Ok(keys
+                .iter()
+                .find(|k| k.key_use == KeyUse::Encryption)
+                .map(|k| Arc::new(k.clone()))),
+            ClientKeys::JwksUri(uri) => {
+                let Ok(uri) = self.allowed.jwks_uri(uri) else {
+                    return Ok(None);
+                };
+                self.keystore.first_key(deps, &uri, KeyUse::Encryption)
+            }
+        }
+    }
 }
 
 /// The keys [`KeySource::verifiers`] found.
@@ -105,7 +132,11 @@ impl Verifiers<'_> {
     /// `(kid, verifier)` pairs, as [`crate::jose::jws::verify_ps256`] takes them.
     pub fn iter(&self) -> Box<dyn Iterator<Item = (&str, &Ps256VerifyingKey)> + '_> {
         match &self.0 {
-            Inner::Registered(keys) => Box::new(keys.iter().map(|k| (k.kid.as_str(), &k.verifier))),
+            Inner::Registered(keys) => Box::new(
+                keys.iter()
+                    .filter(|k| k.key_use == KeyUse::Signature)
+                    .map(|k| (k.kid.as_str(), &k.verifier)),
+            ),
             Inner::Published(key) => Box::new(key.iter().map(|k| (k.kid.as_str(), &k.verifier))),
         }
     }
@@ -213,6 +244,124 @@ mod tests {
         let got = key_source().verifiers(&deps, clients.get("tpp-1").unwrap(), &jws);
         assert!(matches!(got, Err(KeystoreUnavailable)));
         assert!(store.is_empty(), "nothing written");
+    }
+
+    /// Serves `set` (or fails); counts.
+    struct Serves(Option<serde_json::Value>, AtomicUsize);
+
+    impl Fetch for Serves {
+        fn get(&self, _: &FetchRequest<'_>) -> Result<FetchResponse, FetchError> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            let set = self.0.as_ref().ok_or(FetchError::Timeout)?;
+            Ok(FetchResponse {
+                status: 200,
+                headers: Vec::new(),
+                body: set.to_string().into_bytes(),
+            })
+        }
+    }
+
+    /// A public RSA key of 2048 bits as a JWK with `kid`, `use` and `alg` (`None`: absent).
+    fn enc_jwk(kid: &str, key_use: Option<&str>, alg: Option<&str>) -> serde_json::Value {
+        let private = devkeys::private_key_from_jwk(&keys().encryption).unwrap();
+        let mut jwk = devkeys::public_jwk(
+            &devkeys::rsa::RsaPublicKey::from(&private),
+            kid,
+            "enc",
+            "RSA-OAEP",
+        );
+        let o = jwk.as_object_mut().unwrap();
+        o.remove("use");
+        o.remove("alg");
+        if let Some(u) = key_use {
+            o.insert("use".into(), json!(u));
+        }
+        if let Some(a) = alg {
+            o.insert("alg".into(), json!(a));
+        }
+        jwk
+    }
+
+    fn encryption_kid(
+        published: Option<serde_json::Value>,
+    ) -> Result<Option<String>, KeystoreUnavailable> {
+        let clients = clients(URI);
+        let (store, random, fetch) = (
+            MemoryStore::new(),
+            CountingRandom::default(),
+            Serves(published, AtomicUsize::new(0)),
+        );
+        let deps = Deps {
+            store: &store,
+            clock: &FixedClock(1_800_000_000),
+            random: &random,
+            fetch: &fetch,
+        };
+        let got = key_source().encryption_key(&deps, clients.get("tpp-1").unwrap());
+        if got.is_err() {
+            assert!(store.is_empty(), "nothing written");
+        }
+        got.map(|k| k.map(|k| k.kid.clone()))
+    }
+
+    #[test]
+    fn tkn_4_the_first_rsa_oaep_enc_key_of_the_published_set_is_chosen() {
+        let set = |keys: Vec<serde_json::Value>| Some(json!({ "keys": keys }));
+        // Signing keys (also one with neither use nor alg) are never chosen; RSA-OAEP-256 and
+        // RSA1_5 are not admitted (KEY-11); the first admitted enc key wins.
+        let got = encryption_kid(set(vec![
+            keys().client_public.clone(),
+            enc_jwk("no-use-no-alg", None, None),
+            enc_jwk("oaep-256", Some("enc"), Some("RSA-OAEP-256")),
+            enc_jwk("rsa1_5", None, Some("RSA1_5")),
+            enc_jwk("enc-a", Some("enc"), None),
+            enc_jwk("enc-b", Some("enc"), Some("RSA-OAEP")),
+        ]));
+        assert_eq!(got, Ok(Some("enc-a".to_string())));
+        // No `use`, alg RSA-OAEP: an encryption key.
+        let got = encryption_kid(set(vec![enc_jwk("alg-only", None, Some("RSA-OAEP"))]));
+        assert_eq!(got, Ok(Some("alg-only".to_string())));
+        // None: the endpoint's refusal; no set at all: 503 (KEY-14).
+        assert_eq!(
+            encryption_kid(set(vec![keys().client_public.clone()])),
+            Ok(None)
+        );
+        assert_eq!(encryption_kid(None), Err(KeystoreUnavailable));
+    }
+
+    #[test]
+    fn tkn_4_key_9_by_value_the_enc_key_encrypts_and_never_verifies() {
+        let mut client = crate::fixtures::client("tpp-1");
+        client["jwks"] = json!({ "keys": [
+            enc_jwk("client-key-1", Some("enc"), Some("RSA-OAEP")),
+            keys().client_public,
+            enc_jwk("enc-b", Some("enc"), None),
+        ] });
+        let clients = Clients::parse(&json!([client]).to_string()).unwrap();
+        let tpp = clients.get("tpp-1").unwrap();
+        let (store, random, fetch) = (
+            MemoryStore::new(),
+            CountingRandom::default(),
+            Serves(None, AtomicUsize::new(0)),
+        );
+        let deps = Deps {
+            store: &store,
+            clock: &FixedClock(1_800_000_000),
+            random: &random,
+            fetch: &fetch,
+        };
+        let source = key_source();
+        let key = source.encryption_key(&deps, tpp).unwrap().unwrap();
+        assert_eq!(
+            (key.kid.as_str(), key.key_use),
+            ("client-key-1", KeyUse::Encryption)
+        );
+        // The enc key shares the signing key's kid: only the signing key verifies.
+        let jws = client_jws("client-key-1", json!({ "iss": "tpp-1" }));
+        let verifiers = source.verifiers(&deps, tpp, &jws).unwrap();
+        assert_eq!(verifiers.iter().count(), 1);
+        assert!(verify_ps256(&jws, verifiers.iter()).is_ok());
+        assert_eq!(fetch.1.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -300,13 +300,26 @@ struct CachedSet {
     stale_until: UnixTime,
 }
 
+/// Which key of a set a caller wants.
+#[derive(Debug, Clone, Copy)]
+enum Pick<'a> {
+    /// The one with this `kid`: a JWS names its key (KEY-9).
+    Kid(&'a str),
+    /// The first in the set's order: the AS chooses the key it encrypts to (TKN-4).
+    First,
+}
+
 impl CachedSet {
-    /// The key with `kid` for `purpose` (KEY-9: `kid` and `use` select it; [`admit`] dropped
-    /// any ambiguity).
-    fn find(&self, kid: &str, purpose: KeyUse) -> Option<Arc<PublicJwk>> {
+    /// The key `pick` names for `purpose` (KEY-9: `kid` and `use` select it; [`admit`]
+    /// dropped any ambiguity).
+    fn find(&self, pick: Pick<'_>, purpose: KeyUse) -> Option<Arc<PublicJwk>> {
         self.keys
             .iter()
-            .find(|k| k.kid == kid && k.key_use == purpose)
+            .filter(|k| k.key_use == purpose)
+            .find(|k| match pick {
+                Pick::Kid(kid) => k.kid == kid,
+                Pick::First => true,
+            })
             .cloned()
     }
 
@@ -483,10 +496,33 @@ impl Keystore {
         kid: &str,
         purpose: KeyUse,
     ) -> Result<Option<Arc<PublicJwk>>, KeystoreUnavailable> {
+        self.pick(deps, uri, Pick::Kid(kid), purpose)
+    }
+
+    /// The first key for `purpose` published at `uri`: the key a client's id_tokens are
+    /// encrypted to (TKN-4). Fetched, cached and refetched as [`Keystore::key`] does: a set
+    /// with no such key counts as an unknown `kid`, so a key the client has just published is
+    /// found by one forced refetch, at most once a minute (KEY-13).
+    pub fn first_key(
+        &self,
+        deps: &Deps<'_>,
+        uri: &JwksUri,
+        purpose: KeyUse,
+    ) -> Result<Option<Arc<PublicJwk>>, KeystoreUnavailable> {
+        self.pick(deps, uri, Pick::First, purpose)
+    }
+
+    fn pick(
+        &self,
+        deps: &Deps<'_>,
+        uri: &JwksUri,
+        pick: Pick<'_>,
+        purpose: KeyUse,
+    ) -> Result<Option<Arc<PublicJwk>>, KeystoreUnavailable> {
         let now = deps.clock.now();
         let slot = self.slot(uri);
         if let Some(set) = slot.set().filter(|s| s.is_fresh(now)) {
-            if let Some(key) = set.find(kid, purpose) {
+            if let Some(key) = set.find(pick, purpose) {
                 return Ok(Some(key));
             }
             if !set.may_refetch(now) {
@@ -497,7 +533,7 @@ impl Keystore {
                 return Ok(newer.and_then(|newer| {
                     let newer = Arc::new(newer);
                     slot.adopt(newer.clone());
-                    newer.find(kid, purpose)
+                    newer.find(pick, purpose)
                 }));
             }
         }
@@ -505,7 +541,7 @@ impl Keystore {
         let _fetching = lock(&slot.fetching);
         let mut best = slot.set();
         if let Some(set) = best.as_ref().filter(|s| s.is_fresh(now))
-            && let Some(key) = set.find(kid, purpose)
+            && let Some(key) = set.find(pick, purpose)
         {
             return Ok(Some(key));
         }
@@ -518,7 +554,7 @@ impl Keystore {
             best = Some(set);
         }
         if let Some(set) = best.as_ref().filter(|s| s.is_fresh(now)) {
-            if let Some(key) = set.find(kid, purpose) {
+            if let Some(key) = set.find(pick, purpose) {
                 return Ok(Some(key));
             }
             if !set.may_refetch(now) {
@@ -541,7 +577,7 @@ impl Keystore {
                     });
                     write_stored(deps, uri, &set, stored.present);
                     slot.adopt(set.clone());
-                    return Ok(set.find(kid, purpose));
+                    return Ok(set.find(pick, purpose));
                 }
                 Err(why) => Some(why),
             }
@@ -553,7 +589,7 @@ impl Keystore {
         // KEY-14: verify with what is cached, until its stale time.
         match best.filter(|s| s.is_usable(now)) {
             Some(set) => {
-                let key = set.find(kid, purpose).ok_or(KeystoreUnavailable)?;
+                let key = set.find(pick, purpose).ok_or(KeystoreUnavailable)?;
                 if failed.is_some() {
                     warn(
                         uri,

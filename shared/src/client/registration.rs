@@ -13,7 +13,9 @@ use serde_json::{Map, Value, json};
 
 use crate::client::certificate::ClientCertificate;
 use crate::client::dn::DistinguishedName;
-use crate::client::registry::{AuthMethod, Client, ClientKeys, Clients, GRANT_CIBA, GrantType};
+use crate::client::registry::{
+    AuthMethod, Client, ClientKeys, Clients, GRANT_CIBA, GrantType, IdTokenEncryption,
+};
 use crate::client::ssa::VerifiedSoftwareStatement;
 use crate::clock::UnixTime;
 use crate::config::{ConfigError, Variables};
@@ -267,6 +269,11 @@ impl Registration {
                 .filter_map(|g| GrantType::parse(g))
                 .collect(),
             org_id: Some(m.org_id.clone()),
+            // Stored only as REG-26 admits it, so anything set is RSA-OAEP / A256GCM.
+            id_token_encryption: m
+                .id_token_encrypted_response_alg
+                .as_ref()
+                .map(|_| IdTokenEncryption::RsaOaepA256Gcm),
         }
     }
 
@@ -484,20 +491,10 @@ pub fn metadata(
         optional_str(body, "id_token_encrypted_response_enc")?,
     );
     let (id_token_encrypted_response_alg, id_token_encrypted_response_enc) =
-        match (enc_alg, enc_enc) {
-            (None, None) => (None, None),
-            (Some("RSA-OAEP"), None | Some("A256GCM")) => {
+        match IdTokenEncryption::parse(enc_alg, enc_enc).map_err(metadata_error)? {
+            None => (None, None),
+            Some(IdTokenEncryption::RsaOaepA256Gcm) => {
                 (Some("RSA-OAEP".to_string()), Some("A256GCM".to_string()))
-            }
-            (None, Some(_)) => {
-                return Err(metadata_error(
-                    "id_token_encrypted_response_enc needs id_token_encrypted_response_alg",
-                ));
-            }
-            _ => {
-                return Err(metadata_error(
-                    "id_token encryption is RSA-OAEP with A256GCM only",
-                ));
             }
         };
     if optional_str(body, "subject_type")?.is_some_and(|s| s != "public") {

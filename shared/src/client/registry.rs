@@ -60,10 +60,39 @@ impl GrantType {
     }
 }
 
+/// How a client's id_tokens are encrypted, when it registered
+/// `id_token_encrypted_response_alg` (TKN-4, REG-26): one choice, the profile's only one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdTokenEncryption {
+    /// `RSA-OAEP` with `A256GCM` (FAPI-BR 6.2.1, GEN-2).
+    RsaOaepA256Gcm,
+}
+
+impl IdTokenEncryption {
+    /// REG-26, for registrations and for the `clients` variable alike:
+    /// `id_token_encrypted_response_alg` RSA-OAEP only and `…_enc` A256GCM only; the alg
+    /// without enc gets A256GCM (7.1.1-1 picks the strongest supported choice over OIDR's
+    /// A128CBC-HS256 default); enc without alg is refused. `Ok(None)`: neither is set.
+    pub fn parse(alg: Option<&str>, enc: Option<&str>) -> Result<Option<Self>, &'static str> {
+        match (alg, enc) {
+            (None, None) => Ok(None),
+            (Some(crate::jose::RSA_OAEP), None | Some(crate::jose::jwe::A256GCM)) => {
+                Ok(Some(Self::RsaOaepA256Gcm))
+            }
+            (None, Some(_)) => {
+                Err("id_token_encrypted_response_enc needs id_token_encrypted_response_alg")
+            }
+            _ => Err("id_token encryption is RSA-OAEP with A256GCM only"),
+        }
+    }
+}
+
 /// Where a client's public keys come from (KEY-8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientKeys {
-    /// `jwks` by value, allowed for static registrations made by the operator.
+    /// `jwks` by value, allowed for static registrations made by the operator: its signing
+    /// keys and its `use: enc` keys, in the order written (each [`PublicJwk::key_use`] says
+    /// which; KEY-9: only the signing ones verify, only the encryption ones encrypt).
     Jwks(Vec<PublicJwk>),
     /// `jwks_uri`, the SSA's `software_jwks_uri`.
     JwksUri(String),
@@ -90,6 +119,8 @@ pub struct Client {
     /// The Directory organisation id: when set, the client's certificate must carry
     /// `organizationIdentifier` `OFBBR-<org_id>` at the token endpoint (CLI-10).
     pub org_id: Option<String>,
+    /// Whether, and how, its id_tokens are encrypted (TKN-4, REG-26).
+    pub id_token_encryption: Option<IdTokenEncryption>,
 }
 
 #[derive(Deserialize)]
@@ -109,6 +140,8 @@ struct RawClient {
     backchannel_user_code_parameter: Option<bool>,
     backchannel_client_notification_endpoint: Option<serde::de::IgnoredAny>,
     id_token_signed_response_alg: Option<String>,
+    id_token_encrypted_response_alg: Option<String>,
+    id_token_encrypted_response_enc: Option<String>,
     tls_client_certificate_bound_access_tokens: Option<bool>,
     org_id: Option<String>,
     software_id: Option<String>,
@@ -205,25 +238,48 @@ fn check(r: RawClient) -> Result<Client, String> {
     if r.tls_client_certificate_bound_access_tokens == Some(false) {
         return Err("tls_client_certificate_bound_access_tokens must be true".into());
     }
+    // REG-26's checks, so that a bank can configure an encrypting client by hand (TKN-4).
+    let id_token_encryption = IdTokenEncryption::parse(
+        r.id_token_encrypted_response_alg.as_deref(),
+        r.id_token_encrypted_response_enc.as_deref(),
+    )
+    .map_err(|why| format!("{why} (REG-26)"))?;
     let keys = match (r.jwks, r.jwks_uri) {
         (Some(set), None) => {
             // KEY-9: a client's real key set also holds its `use: enc` keys; only the
-            // signing keys verify its assertions and request objects.
+            // signing keys verify its assertions and request objects, and only the
+            // encryption keys (KEY-11: `use` enc, `alg` RSA-OAEP or absent) encrypt its
+            // id_tokens. An encryption key that is not one of those is skipped, as before,
+            // unless the client encrypts and is left with none (below).
             let mut keys: Vec<PublicJwk> = Vec::new();
             for (k, jwk) in set.keys.into_iter().enumerate() {
-                if jwk.is_encryption_key() {
-                    continue;
-                }
-                let key = jwk
-                    .into_public(KeyUse::Signature)
-                    .map_err(|why| format!("jwks.keys[{k}]: {why}"))?;
-                if keys.iter().any(|o| o.kid == key.kid) {
+                let key = if jwk.is_encryption_key() {
+                    match jwk.into_public(KeyUse::Encryption) {
+                        Ok(key) => key,
+                        Err(_) => continue,
+                    }
+                } else {
+                    jwk.into_public(KeyUse::Signature)
+                        .map_err(|why| format!("jwks.keys[{k}]: {why}"))?
+                };
+                if keys
+                    .iter()
+                    .any(|o| o.kid == key.kid && o.key_use == key.key_use)
+                {
                     return Err(format!("jwks.keys[{k}]: kid is not unique"));
                 }
                 keys.push(key);
             }
-            if keys.is_empty() {
+            if !keys.iter().any(|k| k.key_use == KeyUse::Signature) {
                 return Err("jwks holds no signing key".into());
+            }
+            if id_token_encryption.is_some()
+                && !keys.iter().any(|k| k.key_use == KeyUse::Encryption)
+            {
+                return Err(
+                    "jwks holds no RSA-OAEP encryption key for id_token_encrypted_response_alg (TKN-4)"
+                        .into(),
+                );
             }
             ClientKeys::Jwks(keys)
         }
@@ -283,5 +339,6 @@ fn check(r: RawClient) -> Result<Client, String> {
         scopes,
         grant_types,
         org_id: r.org_id.filter(|o| !o.is_empty()),
+        id_token_encryption,
     })
 }

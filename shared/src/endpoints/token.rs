@@ -252,6 +252,9 @@ impl TokenEndpoint {
         let refresh_exp = consent
             .expiration
             .unwrap_or(now + i64::from(self.lifetimes.refresh_token));
+        // TKN-4: encrypted for a client that registered it, before anything is written, so
+        // that a missing key or a keystore outage leaves the request redeemable.
+        let id_token = crate::id_token::for_client(id_token, client.client(), &self.keys, deps)?;
         let marker = keys::auth_request_redeemed(&reference);
         let won = first_use(deps.store, &marker, request.keep_until()).map_err(store_error)?;
         if !won {

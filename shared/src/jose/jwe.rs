@@ -1,5 +1,12 @@
-//! JWE decryption for the AS-generated `login_hint_token` of the Brasil CIBA profile
-//! (HINT-15): the client signs a PS256 JWS and encrypts it to one of the AS's
+//! JWE for the Brasil CIBA profile, RSA-OAEP / A256GCM only (GEN-2), compact serialization.
+//!
+//! Encryption ([`encrypt`]) wraps the signed id_token of a client that registered
+//! `id_token_encrypted_response_alg` (TKN-4): a nested JWT, `cty: JWT`, whose header names the
+//! client's key by `kid` only, never by `x5u`, `x5c`, `jku` or `jwk` (FAPI-BR 5.2.2.1-4/5).
+//! The CEK, the IV and the OAEP seed come from the injected [`Random`], so tests pin them.
+//!
+//! Decryption ([`decrypt`]) opens the AS-generated `login_hint_token` of the Brasil CIBA
+//! profile (HINT-15): the client signs a PS256 JWS and encrypts it to one of the AS's
 //! `encryption_keys` as a compact JWE with `alg: RSA-OAEP`, `enc: A256GCM`, a `kid` and
 //! `cty: JWT`. Nothing else is accepted (GEN-2: never RSA1_5, never `dir`, no other `enc`).
 //!
@@ -14,11 +21,11 @@
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
-use rsa::{Oaep, RsaPrivateKey};
+use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
 use serde_json::{Map, Value};
 
 use super::keys::KeySet;
-use super::{RSA_OAEP, b64url_decode};
+use super::{RSA_OAEP, b64url, b64url_decode};
 use crate::clock::Random;
 
 /// The only JWE content encryption algorithm (FAPI-BR 6.2.1, GEN-2).
@@ -116,7 +123,65 @@ pub fn decrypt(compact: &str, keys: &KeySet, random: &dyn Random) -> Result<Vec<
     )
 }
 
-/// The injected random source as the RNG `rsa` blinds with. `fill_bytes` cannot fail, so a
+/// Encryption could not be done: the random source failed, or the RSA operation refused the
+/// key. Carries nothing of the plaintext or the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncryptionFailed;
+
+impl std::fmt::Display for EncryptionFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the JWE could not be made")
+    }
+}
+
+impl std::error::Error for EncryptionFailed {}
+
+/// Encrypts `jwt` (a compact JWS) to `recipient`, the key the client published under `kid`,
+/// as a compact JWE: protected header `{"alg":"RSA-OAEP","enc":"A256GCM","cty":"JWT","kid"}`
+/// and nothing else (TKN-4; FAPI-BR 5.2.2.1-4/5: the key is named by `kid`, never by `x5u`,
+/// `x5c`, `jku` or `jwk`). The steps are RFC 7516 5.1 with RSA-OAEP (SHA-1, MGF1-SHA-1, RFC
+/// 7518 4.3) wrapping a fresh 256-bit CEK and AES-256-GCM (RFC 7518 5.3) under a fresh
+/// 96-bit IV, the header's base64url text as AAD. All three random inputs (CEK, IV, OAEP
+/// seed) come from `random`.
+pub fn encrypt(
+    jwt: &str,
+    recipient: &RsaPublicKey,
+    kid: &str,
+    random: &dyn Random,
+) -> Result<String, EncryptionFailed> {
+    let header = serde_json::json!({
+        "alg": RSA_OAEP,
+        "enc": A256GCM,
+        "cty": "JWT",
+        "kid": kid,
+    });
+    let protected = b64url(header.to_string().as_bytes());
+    let mut cek = [0u8; CEK_LEN];
+    let mut iv = [0u8; IV_LEN];
+    random.fill(&mut cek).map_err(|_| EncryptionFailed)?;
+    random.fill(&mut iv).map_err(|_| EncryptionFailed)?;
+    let mut rng = RandomRng::new(random);
+    let encrypted_key = recipient
+        .encrypt(&mut rng, Oaep::new::<sha1::Sha1>(), &cek)
+        .map_err(|_| EncryptionFailed)?;
+    if rng.failed {
+        return Err(EncryptionFailed);
+    }
+    let cipher = Aes256Gcm::new_from_slice(&cek).map_err(|_| EncryptionFailed)?;
+    let mut content = jwt.as_bytes().to_vec();
+    let tag = cipher
+        .encrypt_in_place_detached(Nonce::from_slice(&iv), protected.as_bytes(), &mut content)
+        .map_err(|_| EncryptionFailed)?;
+    Ok(format!(
+        "{protected}.{}.{}.{}.{}",
+        b64url(&encrypted_key),
+        b64url(&iv),
+        b64url(&content),
+        b64url(&tag)
+    ))
+}
+
+/// The injected random source as the RNG `rsa` blinds (and pads) with. `fill_bytes` cannot fail, so a
 /// failure of the source is remembered and the decryption's result is discarded.
 struct RandomRng<'a> {
     random: &'a dyn Random,
@@ -274,6 +339,69 @@ mod tests {
         change(&mut bytes);
         parts[index] = b64url(&bytes);
         parts.join(".")
+    }
+
+    /// A source that always fails.
+    struct NoRandom;
+
+    impl Random for NoRandom {
+        fn fill(&self, _: &mut [u8]) -> Result<(), crate::store::StoreError> {
+            Err(crate::store::StoreError("no entropy".into()))
+        }
+    }
+
+    #[test]
+    fn tkn_4_encrypt_round_trips_through_decrypt() {
+        let jwe = encrypt(
+            "eyJhbGciOiJQUzI1NiJ9.e30.c2ln",
+            &recipient(),
+            "enc-1",
+            &CountingRandom::default(),
+        )
+        .unwrap();
+        assert_eq!(jwe.split('.').count(), 5);
+        assert_eq!(
+            decrypt(&jwe, &key_set(), &CountingRandom::default()).unwrap(),
+            PLAINTEXT
+        );
+    }
+
+    #[test]
+    fn tkn_4_encrypt_header_names_the_key_by_kid_only() {
+        let jwe = encrypt("a.b.c", &recipient(), "enc-1", &CountingRandom::default()).unwrap();
+        let header: Value =
+            serde_json::from_slice(&b64url_decode(jwe.split('.').next().unwrap()).unwrap())
+                .unwrap();
+        assert_eq!(
+            header,
+            json!({ "alg": "RSA-OAEP", "enc": "A256GCM", "cty": "JWT", "kid": "enc-1" })
+        );
+        for member in ["x5u", "x5c", "jku", "jwk", "x5t", "x5t#S256", "zip", "crit"] {
+            assert!(header.get(member).is_none(), "{member}");
+        }
+    }
+
+    #[test]
+    fn tkn_4_encrypt_draws_cek_iv_and_seed_from_the_injected_source() {
+        let (random_a, random_b) = (CountingRandom::default(), CountingRandom::default());
+        let a = encrypt("a.b.c", &recipient(), "enc-1", &random_a).unwrap();
+        // The same source state gives the same bytes: nothing else supplies randomness.
+        assert_eq!(
+            a,
+            encrypt("a.b.c", &recipient(), "enc-1", &random_b).unwrap()
+        );
+        // The next draw gives another CEK, IV and seed.
+        let next = encrypt("a.b.c", &recipient(), "enc-1", &random_a).unwrap();
+        let parts = |jwe: &str| jwe.split('.').map(str::to_owned).collect::<Vec<_>>();
+        let (a, next) = (parts(&a), parts(&next));
+        assert_eq!(a[0], next[0], "the header is fixed");
+        for i in 1..5 {
+            assert_ne!(a[i], next[i], "part {i}");
+        }
+        assert_eq!(
+            encrypt("a.b.c", &recipient(), "enc-1", &NoRandom),
+            Err(EncryptionFailed)
+        );
     }
 
     #[test]
