@@ -93,6 +93,14 @@ impl RoleScopes {
         self.0.iter().any(|(r, _)| r == role)
     }
 
+    /// Every scope of the table, role by role, duplicates included: what discovery lists
+    /// (DISC-19).
+    pub fn all(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .flat_map(|(_, scopes)| scopes.iter().map(String::as_str))
+    }
+
     /// The union of the scopes of `roles`, without duplicates (REG-23).
     pub fn union(&self, roles: &[&str]) -> Vec<String> {
         let mut union: Vec<String> = Vec::new();
