@@ -365,7 +365,7 @@ pub enum Deregister<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deregistered {
     /// A registration, with its RAT and software claim ([`remove`]).
-    Registration(Registration),
+    Registration(Box<Registration>),
     /// A software claim with no registration left (a DELETE whose best-effort removal of the
     /// claim failed): REG-29 refused the software's registrations until now.
     SoftwareClaim,
@@ -392,7 +392,7 @@ pub fn deregister(
     };
     if let Some(registered) = found {
         remove(store, &registered)?;
-        return Ok(Some(Deregistered::Registration(registered)));
+        return Ok(Some(Deregistered::Registration(Box::new(registered))));
     }
     if let Deregister::SoftwareId(software_id) = which {
         let claim = keys::software(software_id);
