@@ -10,6 +10,7 @@ pub mod directory;
 pub mod kv;
 pub mod kv_redis;
 pub mod manifest;
+pub mod operator;
 pub mod outbound;
 pub mod routes;
 pub mod runtime;

@@ -14,6 +14,9 @@
 //! - `ciba-host sweep-legacy [--state-dir DIR]`: once after upgrading from a version without
 //!   the purge index, drops from the SQLite file the expired keys that version wrote (README,
 //!   "Expiry and store size"); run it with the server stopped or running.
+//! - `ciba-host deregister --client-id ID | --software-id ID [--state-dir DIR]
+//!   [--runtime-config-file FILE]`: the operator's delete of a dynamic registration, for a TPP
+//!   that lost its registration access token (registration.md Q4), on the store `up` opens.
 //! - `ciba-host up|dev --runtime-config-file FILE`: the `default` store as a Spin runtime
 //!   configuration names it (`type = "redis"`, `url = ...`: runtime-config.redis.toml).
 //! - `ciba-host create-store [--wal] [--force] PATH`: creates Spin's key-value file (its
@@ -28,6 +31,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use ciba::client::registration::Deregister;
 use ciba_host::dev::DevFolder;
 use ciba_host::directory::{DEV_SSA_ISSUER, DevDirectory};
 use ciba_host::kv::KvFaults;
@@ -167,6 +171,12 @@ const HELP: &str = "ciba-host: runs this Spin bundle without Spin
   ciba-host sweep-legacy [--state-dir DIR]
                                        once after an upgrade: drop from the SQLite store the expired
                                        keys written by versions before the purge index (lists every key)
+  ciba-host deregister (--client-id ID | --software-id ID) [--state-dir DIR] [--runtime-config-file FILE]
+                                       remove a dynamic registration without its registration access
+                                       token (a TPP that lost it), as DELETE /register/<client_id> does,
+                                       from the store `up` opens with the same options; by --software-id
+                                       it lists every key of the store, and also removes a software claim
+                                       left without its registration
   ciba-host create-store [--wal] [--force] PATH
                                        create Spin's key-value file (Spin's schema) at PATH, in WAL mode
                                        with --wal, before `spin up` (.spin/sqlite_key_value.db); refuses an
@@ -195,6 +205,38 @@ async fn run() -> anyhow::Result<()> {
             "Created {} ({} journal)",
             path.display(),
             if args.wal { "WAL" } else { "rollback" }
+        );
+        return Ok(());
+    }
+    if args.command == "deregister" {
+        let which = match (args.demo.get("client_id"), args.demo.get("software_id")) {
+            (Some(id), None) => Deregister::ClientId(id),
+            (None, Some(id)) => Deregister::SoftwareId(id),
+            _ => bail!("deregister takes one of --client-id ID or --software-id ID"),
+        };
+        let state_dir = match &args.state_dir {
+            Some(dir) if dir.is_empty() => {
+                bail!("an in-memory store lives only inside its server: nothing to remove")
+            }
+            Some(dir) => PathBuf::from(dir),
+            // Where `up` keeps it: `.spin/` beside the manifest, which need not be read.
+            None => args
+                .manifest
+                .parent()
+                .unwrap_or(std::path::Path::new(""))
+                .join(".spin"),
+        };
+        let choice = match &args.runtime_config {
+            Some(file) => ciba_host::stores::read_runtime_config(file)?,
+            None => StoreChoice::Default,
+        };
+        let kv = ciba_host::operator::open_store(&choice, &state_dir.join("sqlite_key_value.db"))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        println!(
+            "{}",
+            ciba_host::operator::deregister_command(&kv, &which, i64::try_from(now)?)?
         );
         return Ok(());
     }

@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use crate::client::registration::RoleScopes;
 use crate::client::registry::{AuthMethod, Clients, GRANT_CIBA};
 use crate::config::{ClientCertHeader, ConfigError, Issuer, Variables, required, var};
 use crate::jose::jwe::A256GCM;
@@ -44,10 +45,12 @@ pub struct DiscoverySettings {
     pub users: Users,
     /// `mtls_base_url`: where the mTLS aliases point; `None`, the issuer's own host.
     pub mtls_base_url: Option<Issuer>,
+    /// `role_scopes`: the scopes a registration may ask for (REG-22).
+    pub role_scopes: RoleScopes,
 }
 
 impl DiscoverySettings {
-    /// Reads the four variables discovery depends on.
+    /// Reads the variables discovery depends on.
     pub fn load(vars: &dyn Variables) -> Result<Self, ConfigError> {
         Ok(Self {
             issuer: Issuer::parse(&required(vars, var::ISSUER)?)?,
@@ -55,6 +58,7 @@ impl DiscoverySettings {
             clients: Clients::load(vars)?,
             users: Users::load(vars)?,
             mtls_base_url: load_mtls_base_url(vars)?,
+            role_scopes: RoleScopes::load(vars)?,
         })
     }
 
@@ -75,13 +79,21 @@ impl DiscoverySettings {
             auth_methods.push(AuthMethod::PrivateKeyJwt.name());
         }
 
-        // DISC-19: openid plus every role scope a client is registered for.
+        // DISC-19: openid plus every role scope a static client is registered for and, where
+        // registration is offered (REG-2: with mTLS), every scope `role_scopes` lets a
+        // registration ask for (REG-22, REG-23): a scope the bank adds for a role is listed.
+        // In that order, each once.
+        let registrable = self.role_scopes.all().filter(|_| mtls);
         let mut scopes: Vec<&str> = vec!["openid"];
-        for client in self.clients.all() {
-            for scope in &client.scopes {
-                if !scopes.contains(&scope.as_str()) {
-                    scopes.push(scope);
-                }
+        for scope in self
+            .clients
+            .all()
+            .iter()
+            .flat_map(|c| c.scopes.iter().map(String::as_str))
+            .chain(registrable)
+        {
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
             }
         }
 
@@ -158,6 +170,57 @@ mod tests {
             vars.insert(name, value.to_string());
         }
         DiscoverySettings::load(&vars).map(|s| s.document())
+    }
+
+    fn scopes(d: &Value) -> Vec<&str> {
+        d["scopes_supported"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect()
+    }
+
+    /// DISC-19 with REG-22: `scopes_supported` is openid, the static clients' scopes, then
+    /// every scope of `role_scopes` (a scope the bank adds for a role too), each once, in a
+    /// stable order; without mTLS nothing can register (REG-2/3), so no role scope is listed.
+    #[test]
+    fn disc_19_reg_22_scopes_supported_lists_the_role_scopes_once() {
+        let mut expected = vec!["openid"];
+        let d = document(&[(var::CLIENTS, "[]")]).unwrap();
+        let defaults = [
+            "accounts",
+            "credit-cards-accounts",
+            "consents",
+            "customers",
+            "invoice-financings",
+            "financings",
+            "loans",
+            "unarranged-accounts-overdraft",
+            "resources",
+            "payments",
+        ];
+        expected.extend(defaults);
+        assert_eq!(scopes(&d), expected, "REG-22's table");
+        let table =
+            r#"{"DADOS":"openid accounts payments","PAGTO":"openid payments recurring-payments"}"#;
+        let d = document(&[
+            (var::CLIENTS, "[]"),
+            (crate::client::registration::var::ROLE_SCOPES, table),
+        ])
+        .unwrap();
+        assert_eq!(
+            scopes(&d),
+            ["openid", "accounts", "payments", "recurring-payments"],
+            "role by role, each scope once"
+        );
+        let d = document(&[
+            (var::CLIENTS, "[]"),
+            (crate::client::registration::var::ROLE_SCOPES, table),
+            (var::CLIENT_CERT_HEADER, ""),
+        ])
+        .unwrap();
+        assert_eq!(scopes(&d), ["openid"], "no registration without mTLS");
     }
 
     #[test]

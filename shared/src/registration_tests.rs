@@ -1035,3 +1035,78 @@ fn reg_11_the_first_failure_in_order_answers() {
     let r = f.call(Method::Post, "", None, None, Some(&untrusted));
     assert_eq!(error(&r), "invalid_client");
 }
+
+/// Registration.md Q4 with REG-29 and REG-36: the operator's delete, by `client_id` or by
+/// `software_id`, removes what DELETE removes without a RAT; the client's RAT stops, and the
+/// software registers again. Nothing to remove is `None`, and changes nothing.
+#[test]
+fn reg_29_q4_operator_deregister_frees_the_software_without_a_rat() {
+    use crate::client::registration::{Deregister, Deregistered, deregister};
+    for by_software in [false, true] {
+        let f = Fixture::new();
+        let before = registrations(&f.store);
+        let created = body(&f.post(&request()));
+        let id = created["client_id"].as_str().unwrap();
+        let rat = created["registration_access_token"].as_str().unwrap();
+        let which = if by_software {
+            Deregister::SoftwareId(SOFTWARE)
+        } else {
+            Deregister::ClientId(id)
+        };
+        let removed = deregister(&f.store, &which, NOW).unwrap();
+        match removed {
+            Some(Deregistered::Registration(r)) => {
+                assert_eq!(
+                    (r.client_id.as_str(), r.metadata.software_id.as_str()),
+                    (id, SOFTWARE)
+                )
+            }
+            other => panic!("by_software {by_software}: {other:?}"),
+        }
+        assert_eq!(registrations(&f.store), before, "client, rat and software");
+        let path = format!("/{id}");
+        let r = f.call(Method::Get, &path, Some(tpp_certificate()), Some(rat), None);
+        assert_eq!(r.status, 401);
+        assert_eq!(deregister(&f.store, &which, NOW).unwrap(), None);
+        assert_eq!(f.post(&request()).status, 201);
+    }
+    let f = Fixture::new();
+    assert_eq!(
+        deregister(
+            &f.store,
+            &Deregister::ClientId("AAAAAAAAAAAAAAAAAAAAAA"),
+            NOW
+        )
+        .unwrap(),
+        None
+    );
+    assert_eq!(
+        deregister(&f.store, &Deregister::ClientId("client-1"), NOW).unwrap(),
+        None,
+        "a static client is not in the store"
+    );
+}
+
+/// Registration.md Q4: a software claim left without its registration (DELETE removes the
+/// claim best effort) keeps REG-29 refusing the software; the operator's delete by
+/// `software_id` removes it, and the software registers again.
+#[test]
+fn reg_29_q4_operator_deregister_removes_an_orphaned_software_claim() {
+    use crate::client::registration::{Deregister, Deregistered, deregister};
+    use crate::store::KeyValue;
+    let f = Fixture::new();
+    f.store
+        .increment(&crate::store::keys::software(SOFTWARE), 1)
+        .unwrap();
+    assert_eq!(error(&f.post(&request())), "unapproved_software_statement");
+    assert_eq!(
+        deregister(&f.store, &Deregister::ClientId(SOFTWARE), NOW).unwrap(),
+        None,
+        "by client_id only the client's record counts"
+    );
+    assert_eq!(
+        deregister(&f.store, &Deregister::SoftwareId(SOFTWARE), NOW).unwrap(),
+        Some(Deregistered::SoftwareClaim)
+    );
+    assert_eq!(f.post(&request()).status, 201);
+}

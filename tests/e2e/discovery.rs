@@ -322,12 +322,52 @@ fn disc_18_public_subjects_and_no_front_channel_response_types() {
     assert_eq!(d["response_types_supported"], json!([]));
 }
 
+/// DISC-19: openid, the static clients' scopes, then what registration may grant (REG-22's
+/// table, the default of `role_scopes`: mTLS is on here, so registration is offered).
 #[test]
 fn disc_19_scopes_are_openid_and_the_registered_role_scopes() {
     let d = doc();
     let scopes = strings(&d["scopes_supported"]);
-    assert_eq!(scopes, ["openid", "consents", "accounts", "payments"]);
+    assert_eq!(
+        scopes,
+        [
+            "openid",
+            "consents",
+            "accounts",
+            "payments",
+            "credit-cards-accounts",
+            "customers",
+            "invoice-financings",
+            "financings",
+            "loans",
+            "unarranged-accounts-overdraft",
+            "resources",
+        ]
+    );
     assert!(!scopes.iter().any(|s| s.starts_with("consent:")));
+}
+
+/// DISC-19, REG-22: a scope the bank adds for a role in `role_scopes` can be registered, so
+/// discovery lists it, once, after the static clients' scopes.
+#[test]
+fn disc_19_reg_22_scopes_supported_lists_a_scope_added_in_role_scopes() {
+    let mut vars = variables();
+    vars.insert(
+        "role_scopes",
+        r#"{"DADOS":"openid accounts consents","PAGTO":"openid payments recurring-payments"}"#
+            .to_string(),
+    );
+    let d = Server::bundle(vars).get(PATH).json();
+    assert_eq!(
+        strings(&d["scopes_supported"]),
+        [
+            "openid",
+            "consents",
+            "accounts",
+            "payments",
+            "recurring-payments"
+        ]
+    );
 }
 
 #[test]

@@ -579,6 +579,120 @@ fn reg_29_one_registration_per_software() {
     assert_ne!(again["client_id"], json!(id), "client ids are never reused");
 }
 
+/// `ciba-host deregister` with `args` and the store options `store` (as `ciba-host up`
+/// takes them).
+fn deregister(store: &[&str], args: &[&str]) -> std::process::Output {
+    std::process::Command::new(e2e::host_binary())
+        .arg("deregister")
+        .args(store)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Registration.md Q4 (REG-29, REG-36): a TPP that lost its registration access token cannot
+/// register its software again; the operator's `ciba-host deregister`, run on the store the
+/// server uses (Spin's SQLite file, and Redis through a runtime configuration), removes the
+/// registration by `client_id` or by `software_id` without the RAT: the client's requests and
+/// tokens fail at once, and the software registers again. It prints what it removed (never
+/// the RAT), and exits non-zero when there is nothing to remove.
+#[test]
+fn reg_29_36_q4_operator_deregister_frees_a_software_whose_rat_is_lost() {
+    let directory = start_directory();
+    let dir = e2e::temp_dir("deregister");
+    let redis = e2e::RedisServer::start();
+    let config = dir.join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n",
+            redis.url()
+        ),
+    )
+    .unwrap();
+    let sqlite = dir.join("sqlite");
+    let (sqlite_arg, config_arg) = (sqlite.display().to_string(), config.display().to_string());
+    let stores: [(Server, [&str; 2]); 2] = [
+        (
+            Server::bundle_in(dcr_variables(&directory), &sqlite),
+            ["--state-dir", &sqlite_arg],
+        ),
+        (
+            Server::bundle_on_redis(dcr_variables(&directory), &redis),
+            ["--runtime-config-file", &config_arg],
+        ),
+    ];
+    for (server, store) in &stores {
+        let tpp = Tpp::new(&directory);
+        let (id, rat) = ids(&register(server, &tpp, &tpp.registration(now())));
+        let token = cc_token(server, &tpp, &id, "consents");
+        assert_eq!(token.status, 200, "{}", text(&token));
+        let access_token = token.json()["access_token"].as_str().unwrap().to_string();
+        let consents = |t: &str| {
+            let auth = format!("Bearer {t}");
+            server.send(
+                "GET",
+                "/open-banking/consents/v3/consents/urn:bank:x",
+                &[
+                    ("authorization", &auth),
+                    (CERT_HEADER, &tpp.cert),
+                    (
+                        "x-fapi-interaction-id",
+                        "3f1c6a4e-8f7d-4c2b-9a1e-2b3c4d5e6f70",
+                    ),
+                ],
+                b"",
+            )
+        };
+        assert_eq!(consents(&access_token).status, 404, "a live client's token");
+        // The RAT is lost: REG-29 refuses the software.
+        let r = post_registration(server, Some(&tpp.cert), &tpp.registration(now()));
+        assert_refused(&r, 400, Some("unapproved_software_statement"), &id);
+
+        let out = deregister(store, &["--client-id", &id]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&id) && stdout.contains(&tpp.software_id),
+            "{stdout}"
+        );
+        assert!(!stdout.contains(&rat), "never the RAT");
+        // The client stops at once: its authentication, its token, its RAT.
+        let r = cc_token(server, &tpp, &id, "consents");
+        assert_refused(&r, 401, Some("invalid_client"), "");
+        assert_eq!(consents(&access_token).status, 401, "tokens die with it");
+        let r = manage(server, "GET", &id, Some(&tpp.cert), Some(&rat), None);
+        assert_refused(&r, 401, Some("invalid_token"), &id);
+        // Nothing left to remove: a non-zero exit that says so.
+        let out = deregister(store, &["--client-id", &id]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("no dynamic registration"), "{stderr}");
+
+        // The software registers again; by software_id the operator removes that one.
+        let (again, again_rat) = ids(&register(server, &tpp, &tpp.registration(now())));
+        let out = deregister(store, &["--software-id", &tpp.software_id]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && stdout.contains(&again), "{stdout}");
+        let r = manage(
+            server,
+            "GET",
+            &again,
+            Some(&tpp.cert),
+            Some(&again_rat),
+            None,
+        );
+        assert_refused(&r, 401, Some("invalid_token"), &again);
+        register(server, &tpp, &tpp.registration(now()));
+    }
+    drop(stores);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// REG-29: of concurrent registrations of one software, exactly one wins, on the SQLite
 /// file and on the in-memory store.
 #[test]

@@ -54,6 +54,13 @@ pub const REFETCH_EVERY: i64 = 60;
 /// the 503 (KEY-14).
 pub const RETRY_AFTER: i64 = 30;
 
+/// The most URIs an instance keeps in memory, with their sets and their refetch and retry
+/// times: beyond it the least recently used goes. The stored copy is the second level, so
+/// using an evicted URI again costs one store read, never a fetch while that copy is fresh
+/// (KEY-12, KEY-15). Without a bound the cache grew with every distinct `jwks_uri` an
+/// instance met (issue 17); 256 sets of a few keys each are a few hundred KiB.
+pub const MAX_URIS: usize = 256;
+
 /// The whole exchange of one fetch (KEY-10).
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -426,7 +433,50 @@ impl Slot {
 /// 16 at once); a component keeps one for its lifetime.
 pub struct Keystore {
     ttl: i64,
-    slots: Mutex<HashMap<JwksUri, Arc<Slot>>>,
+    slots: Mutex<Slots>,
+}
+
+/// The instance's slots by URI, at most [`MAX_URIS`] of them, each with the tick of its last
+/// use.
+#[derive(Default)]
+struct Slots {
+    by_uri: HashMap<JwksUri, (Arc<Slot>, u64)>,
+    tick: u64,
+}
+
+impl Slots {
+    /// The slot of `uri`, made if absent; the least recently used gives way beyond
+    /// [`MAX_URIS`].
+    fn get(&mut self, uri: &JwksUri) -> Arc<Slot> {
+        // One tick per lookup: 2^64 of them never wrap.
+        self.tick = self.tick.saturating_add(1);
+        let tick = self.tick;
+        if let Some((slot, used)) = self.by_uri.get_mut(uri) {
+            *used = tick;
+            return slot.clone();
+        }
+        if self.by_uri.len() >= MAX_URIS {
+            self.evict();
+        }
+        let slot = Arc::<Slot>::default();
+        self.by_uri.insert(uri.clone(), (slot.clone(), tick));
+        slot
+    }
+
+    /// Drops the least recently used slot that no request holds: a request that holds one
+    /// may be fetching its URI, and a second slot for that URI would let a second fetch start
+    /// (KEY-15). An instance serves at most 16 requests at once (design.md), so one is free.
+    fn evict(&mut self) {
+        let victim = self
+            .by_uri
+            .iter()
+            .filter(|(_, (slot, _))| Arc::strong_count(slot) == 1)
+            .min_by_key(|(_, (_, used))| *used)
+            .map(|(uri, _)| uri.clone());
+        if let Some(uri) = victim {
+            self.by_uri.remove(&uri);
+        }
+    }
 }
 
 impl std::fmt::Debug for Keystore {
@@ -470,7 +520,7 @@ impl Keystore {
     pub fn new(ttl: i64) -> Self {
         Self {
             ttl: ttl.clamp(REFETCH_EVERY, MAX_TTL),
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(Slots::default()),
         }
     }
 
@@ -480,7 +530,12 @@ impl Keystore {
     }
 
     fn slot(&self, uri: &JwksUri) -> Arc<Slot> {
-        lock(&self.slots).entry(uri.clone()).or_default().clone()
+        lock(&self.slots).get(uri)
+    }
+
+    /// How many URIs this instance keeps in memory (at most [`MAX_URIS`]).
+    pub fn cached_uris(&self) -> usize {
+        lock(&self.slots).by_uri.len()
     }
 
     /// The key `kid` for `purpose` published at `uri` (KEY-8, KEY-12…15).

@@ -624,3 +624,53 @@ fn key_14_store_faults_do_not_fail_a_fetch() {
     let key = ks.key(&deps, &uri, "a", KeyUse::Signature).unwrap();
     assert_eq!(key.map(|k| k.kid.clone()), Some("a".into()));
 }
+
+/// KEY-12, KEY-15 (issue 17): an instance keeps at most [`MAX_URIS`] URIs in memory; beyond
+/// it the least recently used goes, and using it again reads its stored copy (one store
+/// call) without a fetch while that copy is fresh. The URIs still in memory cost nothing.
+#[test]
+fn key_12_key_15_memory_keeps_a_bounded_number_of_uris_and_an_evicted_one_reads_the_store() {
+    let w = World::new(Scripted::new([ok(&set(&["a"]))]));
+    let ks = Keystore::new(600);
+    let uri = |i: usize| {
+        allowed()
+            .jwks_uri(&format!(
+                "https://keystore.directory.openbankingbrasil.org.br/org/sw{i}/application.jwks"
+            ))
+            .unwrap()
+    };
+    let ask = |i: usize, at: UnixTime| {
+        let clock = FixedClock(at);
+        let deps = Deps {
+            store: &w.store,
+            clock: &clock,
+            random: &w.random,
+            fetch: &w.fetch,
+        };
+        ks.key(&deps, &uri(i), "a", KeyUse::Signature)
+            .map(|k| k.map(|k| k.kid.clone()))
+    };
+    for i in 0..MAX_URIS {
+        assert_eq!(ask(i, NOW), Ok(Some("a".into())));
+    }
+    assert_eq!((w.fetch.hits(), ks.cached_uris()), (MAX_URIS, MAX_URIS));
+    // URI 0 is used again, so URI 1 is now the least recently used.
+    let calls = w.store.calls();
+    assert_eq!(ask(0, NOW + 1), Ok(Some("a".into())));
+    assert_eq!(w.store.calls(), calls, "a memory hit");
+    // One more URI: fetched, and URI 1 gives way.
+    assert_eq!(ask(MAX_URIS, NOW + 2), Ok(Some("a".into())));
+    assert_eq!((w.fetch.hits(), ks.cached_uris()), (MAX_URIS + 1, MAX_URIS));
+    let calls = w.store.calls();
+    assert_eq!(ask(0, NOW + 3), Ok(Some("a".into())));
+    assert_eq!(w.store.calls(), calls, "URI 0 stayed in memory");
+    // URI 1 again: its stored copy, one read, no fetch.
+    assert_eq!(ask(1, NOW + 4), Ok(Some("a".into())));
+    assert_eq!(
+        w.fetch.hits(),
+        MAX_URIS + 1,
+        "no fetch while the copy is fresh"
+    );
+    assert_eq!(w.store.calls(), calls + 1, "one store read");
+    assert_eq!(ks.cached_uris(), MAX_URIS);
+}

@@ -95,6 +95,14 @@ impl RoleScopes {
         self.0.iter().any(|(r, _)| r == role)
     }
 
+    /// Every scope of the table, role by role, duplicates included: what discovery lists
+    /// (DISC-19).
+    pub fn all(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .flat_map(|(_, scopes)| scopes.iter().map(String::as_str))
+    }
+
     /// The union of the scopes of `roles`, without duplicates (REG-23).
     pub fn union(&self, roles: &[&str]) -> Vec<String> {
         let mut union: Vec<String> = Vec::new();
@@ -331,6 +339,98 @@ impl Registration {
             body["token_endpoint_auth_signing_alg"] = json!("PS256");
         }
         body
+    }
+}
+
+/// REG-36: removes a registration: the client record first (the client stops at once: every
+/// endpoint reads it to authenticate, and access tokens are checked against it), then its RAT
+/// and its software claim. Its access and refresh tokens and pending requests die with the
+/// record: each use looks the client up. `DELETE /register/{client_id}` and the operator's
+/// delete ([`deregister`]) both remove a registration through this one function.
+pub fn remove(store: &dyn KeyValue, registered: &Registration) -> Result<(), StoreError> {
+    store.delete(&keys::registered_client(&registered.client_id))?;
+    // Best effort, in one call: a RAT left behind names a client that no longer exists
+    // (REG-33 refuses it), and a software claim left behind is what REG-29 would refuse (the
+    // operator's delete by software removes one, [`deregister`]).
+    let _ = store.delete_many(&[
+        &keys::registration_access_token_by_hash(&registered.rat_hash),
+        &keys::software(&registered.metadata.software_id),
+    ]);
+    Ok(())
+}
+
+/// Which registration the operator removes (registration.md Q4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deregister<'a> {
+    /// The registration of this `client_id`.
+    ClientId(&'a str),
+    /// The registration of this `software_id` (REG-29: at most one).
+    SoftwareId(&'a str),
+}
+
+/// What the operator's delete removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deregistered {
+    /// A registration, with its RAT and software claim ([`remove`]).
+    Registration(Box<Registration>),
+    /// A software claim with no registration left (a DELETE whose best-effort removal of the
+    /// claim failed): REG-29 refused the software's registrations until now.
+    SoftwareClaim,
+}
+
+/// The operator-only delete (registration.md Q4): one live registration per `software_id`
+/// (REG-29) means a TPP that lost its registration access token can never register again, so
+/// the bank's operator removes the registration without a RAT, exactly as REG-36's DELETE
+/// does ([`remove`]). By `client_id` it reads one record; by `software_id` it lists the
+/// store's keys (the `software:` claim holds no client id), so it is an operator's command,
+/// never a request's. `Ok(None)` when there is nothing to remove: static clients live in the
+/// `clients` variable, not in the store.
+pub fn deregister(
+    store: &dyn KeyValue,
+    which: &Deregister<'_>,
+    now: UnixTime,
+) -> Result<Option<Deregistered>, StoreError> {
+    let found = match which {
+        Deregister::ClientId(client_id) => {
+            record::get::<Registration>(store, &keys::registered_client(client_id), now)?
+                .map(|r| r.data)
+        }
+        Deregister::SoftwareId(software_id) => registration_of(store, software_id, now)?,
+    };
+    if let Some(registered) = found {
+        remove(store, &registered)?;
+        return Ok(Some(Deregistered::Registration(Box::new(registered))));
+    }
+    if let Deregister::SoftwareId(software_id) = which {
+        let claim = keys::software(software_id);
+        if store.get(&claim)?.is_some() {
+            store.delete(&claim)?;
+            return Ok(Some(Deregistered::SoftwareClaim));
+        }
+    }
+    Ok(None)
+}
+
+/// The registration of `software_id`, found by listing the `client:` records.
+fn registration_of(
+    store: &dyn KeyValue,
+    software_id: &str,
+    now: UnixTime,
+) -> Result<Option<Registration>, StoreError> {
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.list_keys(cursor.as_deref())?;
+        for key in page.keys.iter().filter(|k| k.starts_with("client:")) {
+            if let Some(r) = record::get::<Registration>(store, key, now)?
+                && r.data.metadata.software_id == software_id
+            {
+                return Ok(Some(r.data));
+            }
+        }
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(None),
+        }
     }
 }
 

@@ -440,19 +440,8 @@ fn persist_new(
     Ok(())
 }
 
-/// REG-36: the client record first (the client stops at once: every endpoint reads it to
-/// authenticate, and access tokens are checked against it), then its RAT and its software
-/// claim. Its access and refresh tokens and pending requests die with the record: each use
-/// looks the client up.
+/// REG-36: the registration's records go ([`registration::remove`], shared with the
+/// operator's delete).
 fn delete(store: &dyn KeyValue, registered: &Registration) -> Result<(), ProtocolError> {
-    store
-        .delete(&keys::registered_client(&registered.client_id))
-        .map_err(store_error)?;
-    // Best effort, in one call: a RAT left behind names a client that no longer exists
-    // (REG-33 refuses it), and a software claim left behind is what REG-29 would refuse.
-    let _ = store.delete_many(&[
-        &keys::registration_access_token_by_hash(&registered.rat_hash),
-        &keys::software(&registered.metadata.software_id),
-    ]);
-    Ok(())
+    registration::remove(store, registered).map_err(store_error)
 }
