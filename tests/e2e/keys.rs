@@ -556,3 +556,34 @@ fn key_10_key_14_https_a_certificate_for_another_host_is_503_and_changes_nothing
     assert!(logs.contains("TlsProtocolError"), "{logs}");
     assert!(logs.contains("not valid for name"), "{logs}");
 }
+
+/// KEY-10: `ciba-host up --runtime-config-file FILE` reads the file's `[[client_tls]]`, as
+/// `spin up` does: the keystore over https, trusted through it, serves the client's keys.
+#[test]
+fn key_10_https_ciba_host_up_reads_client_tls_from_its_runtime_configuration_file() {
+    let ca = e2e::tls::TestCa::new("ciba e2e test CA");
+    let directory = Directory::start_tls(ca.server(&["localhost"]).server_config(), "localhost");
+    let path = application_jwks("org-1", "tpp-1");
+    directory.serve(&path, published());
+    let dir = e2e::temp_dir("key-10-https-process");
+    ca.write_pem(&dir);
+    let config = dir.join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        "[[client_tls]]\ncomponent_ids = [\"token\"]\nhosts = [\"localhost\"]\nca_roots_file = \"ca.pem\"\n",
+    )
+    .unwrap();
+    let server = Server::process(
+        keyed_variables(&directory, &path),
+        &["--runtime-config-file", config.to_str().unwrap()],
+    );
+    let k = Keyed {
+        c: Ciba::with(server),
+        directory,
+        path,
+    };
+    let first = k.token();
+    assert_eq!(first.status, 200, "{}", text(&first));
+    assert_eq!(k.hits(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
