@@ -16,5 +16,6 @@ pub mod routes;
 pub mod runtime;
 pub mod server;
 pub mod stores;
+pub mod tls;
 pub mod variables;
 pub mod wasm_bench;

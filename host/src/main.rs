@@ -18,7 +18,8 @@
 //!   [--runtime-config-file FILE]`: the operator's delete of a dynamic registration, for a TPP
 //!   that lost its registration access token (registration.md Q4), on the store `up` opens.
 //! - `ciba-host up|dev --runtime-config-file FILE`: the `default` store as a Spin runtime
-//!   configuration names it (`type = "redis"`, `url = ...`: runtime-config.redis.toml).
+//!   configuration names it (`type = "redis"`, `url = ...`: runtime-config.redis.toml), and
+//!   its `[[client_tls]]` entries for the components' https fetches (host/src/tls.rs).
 //! - `ciba-host create-store [--wal] [--force] PATH`: creates Spin's key-value file (its
 //!   schema), in WAL mode with `--wal`, for `spin up` to open as it is; an existing file is
 //!   refused unless `--force`.
@@ -149,7 +150,8 @@ const HELP: &str = "ciba-host: runs this Spin bundle without Spin
   ciba-host up    [--from spin.toml] [--listen ADDR] [--build] [--state-dir DIR] [--variable name=value|name=@file]...
                   [--runtime-config-file FILE] (dev and up) the `default` store as a Spin runtime configuration
                                         names it: [key_value_store.default] type = \"redis\", url = \"redis://...\"
-                                        (runtime-config.redis.toml); without it, <state dir>/sqlite_key_value.db
+                                        (runtime-config.redis.toml); without it, <state dir>/sqlite_key_value.db;
+                                        and its [[client_tls]] roots for the components' https fetches
                   [--fail-kv-op N]      (dev and up) fail the N-th key-value call components make, once,
                                         as a store that is down would (fault testing)
   ciba-host build [--from spin.toml]
@@ -413,6 +415,10 @@ async fn run() -> anyhow::Result<()> {
         Some(file) => ciba_host::stores::read_runtime_config(file)?,
         None => StoreChoice::Default,
     };
+    let client_tls = match &args.runtime_config {
+        Some(file) => ciba_host::tls::ClientTls::read(file)?,
+        None => ciba_host::tls::ClientTls::default(),
+    };
     let store = match &choice {
         StoreChoice::Redis(url) => StoreLocation::Redis(url),
         StoreChoice::Default if state_dir.is_empty() => StoreLocation::Memory,
@@ -444,6 +450,7 @@ async fn run() -> anyhow::Result<()> {
             logs: Logs::Inherit,
             time: None,
             faults,
+            client_tls,
         },
     )?);
     let listener = tokio::net::TcpListener::bind(args.listen)

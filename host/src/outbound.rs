@@ -10,10 +10,13 @@
 //! - A request to a destination no entry allows gets `ErrorCode::HttpRequestDenied` from the
 //!   response future, and a warning line, as Spin answers it.
 //! - Redirects are never followed (a 3xx reaches the guest as it is), like Spin's client.
+//! - `https` destinations are reached over TLS with the component's client configuration
+//!   (host/src/tls.rs: Spin's default roots, or the runtime configuration's `[[client_tls]]`);
+//!   a handshake that fails, for a certificate not trusted or not for the host, is
+//!   `ErrorCode::TlsProtocolError`, as Spin's `connect_tls` answers it, with a warning line.
 //!
-//! Where this host differs: it speaks plain HTTP only (it has no TLS client), so an `https`
-//! destination that is allowed fails with an internal error naming that; tests and the
-//! development Directory run on loopback over `http`.
+//! Where this host differs: each request has a connection of its own, over HTTP/1.1 only
+//! (Spin pools connections and negotiates HTTP/2 by ALPN).
 
 use std::ops::Range;
 
@@ -199,6 +202,8 @@ pub struct Outbound {
     pub allowed: std::sync::Arc<AllowedHosts>,
     /// Where the denial warning goes.
     pub logs: Logs,
+    /// Its TLS client configurations (`[[client_tls]]`).
+    pub tls: crate::tls::ComponentTls,
 }
 
 impl WasiHttpHooks for Outbound {
@@ -219,7 +224,32 @@ impl WasiHttpHooks for Outbound {
                 ErrorCode::HttpRequestDenied,
             ))));
         }
-        let handle = wasmtime_wasi::runtime::spawn(async move { Ok(send(request, config).await) });
+        let tls = if config.use_tls || request.uri().scheme_str() == Some("https") {
+            // Spin looks the configuration up by the URI's host, without the port.
+            let host = request.uri().host().unwrap_or_default();
+            match self.tls.config_for(host) {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    self.logs.line(format_args!(
+                        "component {}: no TLS client configuration: {e}",
+                        self.id
+                    ));
+                    return Ok(HostFutureIncomingResponse::ready(Ok(Err(
+                        ErrorCode::InternalError(Some("no TLS client configuration".into())),
+                    ))));
+                }
+            }
+        } else {
+            None
+        };
+        let failed = Failed {
+            id: self.id.clone(),
+            logs: self.logs.clone(),
+        };
+        let handle =
+            wasmtime_wasi::runtime::spawn(
+                async move { Ok(send(request, config, tls, failed).await) },
+            );
         Ok(HostFutureIncomingResponse::pending(handle))
     }
 }
@@ -232,27 +262,31 @@ fn origin_of(uri: &http::Uri) -> String {
     }
 }
 
-/// Sends one request over a new plain-HTTP/1.1 connection, with the guest's connect and
-/// first-byte timeouts (the between-bytes one applies as the guest reads the body).
+/// Where a failed handshake is told.
+struct Failed {
+    id: String,
+    logs: Logs,
+}
+
+/// Sends one request over a new HTTP/1.1 connection (over TLS with `tls`), with the guest's
+/// connect and first-byte timeouts (the between-bytes one applies as the guest reads the body).
 async fn send(
-    mut request: http::Request<HyperOutgoingBody>,
+    request: http::Request<HyperOutgoingBody>,
     config: OutgoingRequestConfig,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    failed: Failed,
 ) -> Result<IncomingResponse, ErrorCode> {
     use tokio::time::timeout;
-    if config.use_tls || request.uri().scheme_str() == Some("https") {
-        return Err(ErrorCode::InternalError(Some(
-            "the local host has no TLS client: only http destinations can be reached".into(),
-        )));
-    }
     let authority = request
         .uri()
         .authority()
         .ok_or(ErrorCode::HttpRequestUriInvalid)?
         .clone();
+    let default_port = if tls.is_some() { 443 } else { 80 };
     let address = format!(
         "{}:{}",
         authority.host(),
-        authority.port_u16().unwrap_or(80)
+        authority.port_u16().unwrap_or(default_port)
     );
     let stream = timeout(
         config.connect_timeout,
@@ -261,6 +295,56 @@ async fn send(
     .await
     .map_err(|_| ErrorCode::ConnectionTimeout)?
     .map_err(|_| ErrorCode::ConnectionRefused)?;
+    if let Some(tls) = tls {
+        // The name verified is the URI's host, as Spin's `connect_tls` takes it.
+        let name = rustls::pki_types::ServerName::try_from(authority.host().to_string()).map_err(
+            |_| {
+                ErrorCode::DnsError(
+                    wasmtime_wasi_http::p2::bindings::http::types::DnsErrorPayload {
+                        rcode: Some("invalid dns name".into()),
+                        info_code: Some(0),
+                    },
+                )
+            },
+        )?;
+        // Spin's handshake runs inside the first-byte timeout.
+        let stream = timeout(
+            config.first_byte_timeout,
+            tokio_rustls::TlsConnector::from(tls).connect(name, stream),
+        )
+        .await
+        .map_err(|_| ErrorCode::ConnectionReadTimeout)?
+        .map_err(|e| {
+            // The reason (an unknown issuer, a name not in the certificate) holds no secret.
+            failed.logs.line(format_args!(
+                "Warning: component {}: TLS handshake with 'https://{}' failed: {e}. \
+                 ErrorCode::TlsProtocolError",
+                failed.id,
+                origin_host(&authority)
+            ));
+            ErrorCode::TlsProtocolError
+        })?;
+        return exchange(stream, request, &authority, config).await;
+    }
+    exchange(stream, request, &authority, config).await
+}
+
+/// `host[:port]` of an authority (never its user info), for the log.
+fn origin_host(authority: &http::uri::Authority) -> &str {
+    authority.as_str().rsplit('@').next().unwrap_or("")
+}
+
+/// The HTTP/1.1 exchange on a connected stream, plain or TLS.
+async fn exchange<S>(
+    stream: S,
+    mut request: http::Request<HyperOutgoingBody>,
+    authority: &http::uri::Authority,
+    config: OutgoingRequestConfig,
+) -> Result<IncomingResponse, ErrorCode>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tokio::time::timeout;
     let (mut sender, connection) = timeout(
         config.connect_timeout,
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)),
@@ -294,7 +378,6 @@ async fn send(
         between_bytes_timeout: config.between_bytes_timeout,
     })
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,6 +180,8 @@ pub struct ComponentEnv {
     pub variables: HashMap<String, String>,
     /// Its `allowed_outbound_hosts`, templates resolved.
     pub allowed_outbound_hosts: Arc<crate::outbound::AllowedHosts>,
+    /// Its TLS client configurations (the runtime configuration's `[[client_tls]]`).
+    pub tls: crate::tls::ComponentTls,
     /// `key_value_stores`.
     pub key_value_stores: Vec<String>,
     /// The shared store.
@@ -608,6 +610,7 @@ impl HandlerState for Instances {
                     id: self.env.id.clone(),
                     allowed: self.env.allowed_outbound_hosts.clone(),
                     logs: self.env.logs.clone(),
+                    tls: self.env.tls.clone(),
                 },
                 component: self.env.clone(),
             },

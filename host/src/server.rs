@@ -20,6 +20,7 @@ use crate::manifest::Manifest;
 use crate::routes::Router;
 use crate::runtime::{ComponentEnv, Handler, Logs, Runtime, TimeShift};
 use crate::stores::Kv;
+use crate::tls::ClientTls;
 use crate::variables::{self, Overrides};
 
 /// A loaded application: its routes and a handler per component.
@@ -40,6 +41,8 @@ pub struct HostOptions<'a> {
     pub time: Option<TimeShift>,
     /// The count of their key-value calls, and a fault to inject (`--fail-kv-op`, tests).
     pub faults: KvFaults,
+    /// The runtime configuration's `[[client_tls]]` entries (none: Spin's default roots).
+    pub client_tls: ClientTls,
 }
 
 /// Where the default key-value store lives.
@@ -94,6 +97,7 @@ impl App {
                 allowed_outbound_hosts: Arc::new(
                     outbound.remove(&route.component).unwrap_or_default(),
                 ),
+                tls: options.client_tls.for_component(&route.component),
                 key_value_stores: decl.key_value_stores.clone(),
                 kv: kv.clone(),
                 logs: options.logs.clone(),

@@ -464,3 +464,126 @@ fn key_15_a_cached_jwks_uri_client_s_poll_costs_what_a_by_value_client_s_does() 
     }
     assert_eq!(k.hits(), hits, "no outbound request while cached");
 }
+
+/// `tpp-1` keyed on a Directory served over TLS at `https://localhost:<port>`, its certificate
+/// for `names` issued by a test CA; the host's runtime configuration trusts that CA for the
+/// `token` component on `localhost` through `[[client_tls]]` when `trusted`, and has no
+/// `[[client_tls]]` otherwise (Spin's default roots: the platform's and webpki's).
+fn keyed_over_tls(name: &str, names: &[&str], trusted: bool) -> Keyed {
+    let ca = e2e::tls::TestCa::new("ciba e2e test CA");
+    let directory = Directory::start_tls(ca.server(names).server_config(), "localhost");
+    let path = application_jwks("org-1", "tpp-1");
+    directory.serve(&path, published());
+    let vars = keyed_variables(&directory, &path);
+    let dir = e2e::temp_dir(name);
+    ca.write_pem(&dir);
+    let runtime_config = dir.join("runtime-config.toml");
+    let client_tls = if trusted {
+        "[[client_tls]]\ncomponent_ids = [\"token\"]\nhosts = [\"localhost\"]\nca_roots_file = \"ca.pem\"\n"
+    } else {
+        ""
+    };
+    std::fs::write(&runtime_config, client_tls).unwrap();
+    let manifest = ciba_host::manifest::Manifest::load(&bundle_manifest()).unwrap();
+    let server = Server::try_start_with_tls(
+        manifest,
+        vars,
+        Store::Dir(dir),
+        ciba_host::tls::ClientTls::read(&runtime_config).unwrap(),
+    )
+    .unwrap();
+    Keyed {
+        c: Ciba::with(server),
+        directory,
+        path,
+    }
+}
+
+/// KEY-10 (issue 17, item 1): the keystore over https, as the Directory's is: the host makes
+/// the TLS connection, verifies the chain against the CA that `[[client_tls]]` names for the
+/// component and host, and the client's keys work at the token endpoint, fetched once.
+#[test]
+fn key_10_https_a_jwks_uri_on_a_keystore_trusted_through_client_tls_works() {
+    let k = keyed_over_tls("key-10-https", &["localhost"], true);
+    assert!(k.directory.origin().starts_with("https://localhost:"));
+    let first = k.token();
+    assert_eq!(
+        first.status,
+        200,
+        "{} {}",
+        text(&first),
+        k.c.server.log_text()
+    );
+    assert_eq!(k.token().status, 200);
+    assert_eq!(k.hits(), 1, "fetched once over https, then cached");
+    assert!(!k.c.server.log_text().contains("TlsProtocolError"));
+}
+
+/// KEY-10, KEY-14: a keystore whose certificate chains to no trusted root (no
+/// `[[client_tls]]` for it, and not a public CA) is refused at the handshake, as Spin refuses
+/// it (`TlsProtocolError`): with nothing cached, 503 `temporarily_unavailable`, no path of the
+/// keystore reached, nothing written.
+#[test]
+fn key_10_key_14_https_a_keystore_certificate_not_trusted_is_503_and_changes_nothing() {
+    let k = keyed_over_tls("key-10-https-untrusted", &["localhost"], false);
+    let rows = k.c.server.store_rows();
+    let down = k.token();
+    assert_oauth_error(&down, 503, "temporarily_unavailable");
+    assert_eq!(down.header("retry-after"), Some("30"));
+    assert_eq!(k.hits(), 0, "the request never got past the handshake");
+    assert_eq!(k.c.server.store_rows(), rows, "no state change");
+    let logs = k.c.server.log_text();
+    assert!(logs.contains("TlsProtocolError"), "{logs}");
+    assert!(logs.contains("UnknownIssuer"), "{logs}");
+    assert!(!logs.contains(" 500 "), "{logs}");
+}
+
+/// KEY-10, KEY-14: a certificate from the trusted CA but for another host name is refused
+/// as well: 503 `temporarily_unavailable`, the keystore not reached, nothing written.
+#[test]
+fn key_10_key_14_https_a_certificate_for_another_host_is_503_and_changes_nothing() {
+    let k = keyed_over_tls(
+        "key-10-https-wrong-name",
+        &["keystore.directory.openbankingbrasil.org.br"],
+        true,
+    );
+    let rows = k.c.server.store_rows();
+    let down = k.token();
+    assert_oauth_error(&down, 503, "temporarily_unavailable");
+    assert_eq!(k.hits(), 0, "the request never got past the handshake");
+    assert_eq!(k.c.server.store_rows(), rows, "no state change");
+    let logs = k.c.server.log_text();
+    assert!(logs.contains("TlsProtocolError"), "{logs}");
+    assert!(logs.contains("not valid for name"), "{logs}");
+}
+
+/// KEY-10: `ciba-host up --runtime-config-file FILE` reads the file's `[[client_tls]]`, as
+/// `spin up` does: the keystore over https, trusted through it, serves the client's keys.
+#[test]
+fn key_10_https_ciba_host_up_reads_client_tls_from_its_runtime_configuration_file() {
+    let ca = e2e::tls::TestCa::new("ciba e2e test CA");
+    let directory = Directory::start_tls(ca.server(&["localhost"]).server_config(), "localhost");
+    let path = application_jwks("org-1", "tpp-1");
+    directory.serve(&path, published());
+    let dir = e2e::temp_dir("key-10-https-process");
+    ca.write_pem(&dir);
+    let config = dir.join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        "[[client_tls]]\ncomponent_ids = [\"token\"]\nhosts = [\"localhost\"]\nca_roots_file = \"ca.pem\"\n",
+    )
+    .unwrap();
+    let server = Server::process(
+        keyed_variables(&directory, &path),
+        &["--runtime-config-file", config.to_str().unwrap()],
+    );
+    let k = Keyed {
+        c: Ciba::with(server),
+        directory,
+        path,
+    };
+    let first = k.token();
+    assert_eq!(first.status, 200, "{}", text(&first));
+    assert_eq!(k.hits(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -2,7 +2,8 @@
 //! JWK Sets at paths (`/openbanking.jwks`, `/<org>/<software>/application.jwks`), which a test
 //! can replace (rotation), make fail (outage: a status, a hang past the AS's timeout, a
 //! redirect, a huge body) and count the hits of. The AS reaches it over plain http, which
-//! `jwks_allowed_hosts` allows for loopback origins only (KEY-10): [`Directory::origin`].
+//! `jwks_allowed_hosts` allows for loopback origins only (KEY-10): [`Directory::origin`]; or
+//! over https with a test CA's certificate ([`Directory::start_tls`], `crate::tls`).
 //!
 //! (Signed software statements, for registration, are to be added here next to the keystore.)
 
@@ -61,8 +62,23 @@ pub struct Directory {
 impl Directory {
     /// Starts on a free loopback port, serving nothing yet (every path 404).
     pub fn start() -> Self {
+        Self::start_with(None, "127.0.0.1")
+    }
+
+    /// As [`Directory::start`], over TLS with `config`'s certificate, its origin
+    /// `https://<host>:<port>` (`host` resolving to loopback: `localhost`, `127.0.0.1`). A
+    /// client that refuses the certificate never reaches a path (no hit is counted).
+    pub fn start_tls(config: Arc<rustls::ServerConfig>, host: &str) -> Self {
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(config)), host)
+    }
+
+    fn start_with(tls: Option<tokio_rustls::TlsAcceptor>, host: &str) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let port = listener.local_addr().unwrap().port();
+        let base = match tls {
+            Some(_) => format!("https://{host}:{port}"),
+            None => format!("http://{host}:{port}"),
+        };
         listener.set_nonblocking(true).unwrap();
         let state = Arc::new(State::default());
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
@@ -80,14 +96,24 @@ impl Directory {
                         accepted = listener.accept() => {
                             let Ok((stream, _)) = accepted else { continue };
                             let state = served.clone();
+                            let tls = tls.clone();
                             tokio::spawn(async move {
                                 let service = hyper::service::service_fn(move |request| {
                                     let state = state.clone();
                                     async move { Ok::<_, Infallible>(answer(&state, request).await) }
                                 });
-                                let _ = hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                                    .await;
+                                let http = hyper::server::conn::http1::Builder::new();
+                                match tls {
+                                    None => {
+                                        let io = hyper_util::rt::TokioIo::new(stream);
+                                        let _ = http.serve_connection(io, service).await;
+                                    }
+                                    // A handshake the client refuses ends here.
+                                    Some(tls) => if let Ok(stream) = tls.accept(stream).await {
+                                        let io = hyper_util::rt::TokioIo::new(stream);
+                                        let _ = http.serve_connection(io, service).await;
+                                    },
+                                }
                             });
                         }
                     }

@@ -13,6 +13,7 @@ use ciba_host::kv::KvFaults;
 use ciba_host::manifest::Manifest;
 use ciba_host::runtime::{Logs, MemoryOutputPipe, Runtime, TimeShift};
 use ciba_host::server::{App, HostOptions, StoreLocation};
+use ciba_host::tls::ClientTls;
 use ciba_host::variables::Overrides;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
@@ -74,6 +75,7 @@ pub mod assertion;
 pub mod ciba;
 pub mod dcr;
 pub mod directory;
+pub mod tls;
 
 /// Keys and registrations generated once per test run (never committed).
 pub struct Material {
@@ -301,6 +303,17 @@ impl Server {
         vars: HashMap<&'static str, String>,
         store: Store,
     ) -> anyhow::Result<Self> {
+        Self::try_start_with_tls(manifest, vars, store, ClientTls::default())
+    }
+
+    /// As [`Server::try_start_manifest`], with a runtime configuration's `[[client_tls]]`
+    /// entries (`ClientTls::read` of the file, as `--runtime-config-file` reads it).
+    pub fn try_start_with_tls(
+        manifest: Manifest,
+        vars: HashMap<&'static str, String>,
+        store: Store,
+        client_tls: ClientTls,
+    ) -> anyhow::Result<Self> {
         build_once();
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let base = format!("http://{}", listener.local_addr()?);
@@ -334,6 +347,7 @@ impl Server {
                 logs: Logs::Capture(logs.clone()),
                 time: Some(time.clone()),
                 faults: faults.clone(),
+                client_tls,
             },
         )?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
