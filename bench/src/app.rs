@@ -93,7 +93,19 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<A
     if out.requests == 0 || out.concurrency == 0 {
         bail!("--requests and --concurrency must be at least 1");
     }
-    out.registrations.check()?;
+    if out.register {
+        // The registration brings the client's certificate (the new software's).
+        anyhow::ensure!(
+            out.registrations.cert_header.is_some(),
+            "--register needs --cert-header: registration needs mTLS (REG-3)"
+        );
+        anyhow::ensure!(
+            out.registrations.cert_file.is_none() && out.keyed_clients.is_none(),
+            "--register brings its own client and certificate: leave out --cert-file"
+        );
+    } else {
+        out.registrations.check()?;
+    }
     Ok(Some(out))
 }
 
@@ -233,5 +245,14 @@ mod tests {
         assert!(parse(&["--requests", "0"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
         assert!(parse(&["--help"]).unwrap().is_none());
+        // --register: the certificate header, without a certificate of one's own.
+        assert!(parse(&["--register"]).is_err());
+        assert!(
+            parse(&["--register", "--cert-header", "x-cert"])
+                .unwrap()
+                .unwrap()
+                .register
+        );
+        assert!(parse(&["--register", "--cert-header", "x", "--cert-file", "c.pem"]).is_err());
     }
 }
