@@ -11,9 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 use e2e::assertion::now;
-use e2e::ciba::{
-    CERT_HEADER, Ciba, GRANT, HOLDER_1_CPF, LOA2, assert_oauth_error, ciba_variables, text,
-};
+use e2e::ciba::{Ciba, GRANT, HOLDER_1_CPF, LOA2, assert_oauth_error, ciba_variables, text};
 use e2e::dcr::{Tpp, dcr_variables, post_registration, start_directory};
 use e2e::directory::{Directory, Outage, application_jwks};
 use e2e::{Server, material};
@@ -326,51 +324,8 @@ fn reg_26_tkn_4_a_registered_client_with_rsa_oaep_gets_an_encrypted_id_token() {
     };
     let cc = token("grant_type=client_credentials&scope=consents");
     assert_eq!(cc.status, 200, "{}", text(&cc));
-    let auth = format!("Bearer {}", cc.json()["access_token"].as_str().unwrap());
-    let lodged = server.send(
-        "POST",
-        "/open-banking/consents/v3/consents",
-        &[
-            ("authorization", &auth),
-            (CERT_HEADER, &tpp.cert),
-            ("content-type", "application/json"),
-            (
-                "x-fapi-interaction-id",
-                "3f1c6a4e-8f7d-4c2b-9a1e-2b3c4d5e6f70",
-            ),
-        ],
-        json!({ "data": {
-            "loggedUser": { "document": { "identification": HOLDER_1_CPF, "rel": "CPF" } },
-            "permissions": ["ACCOUNTS_READ", "RESOURCES_READ"],
-        }})
-        .to_string()
-        .as_bytes(),
-    );
-    assert_eq!(lodged.status, 201, "{}", text(&lodged));
-    let consent_id = lodged.json()["data"]["consentId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let t = c.now();
-    let claims = json!({
-        "iss": id, "aud": server.base, "iat": t, "nbf": t, "exp": t + 300,
-        "jti": uuid::Uuid::new_v4().to_string(),
-        "scope": format!("openid consent:{consent_id}"),
-        "login_hint": consent_id,
-    });
-    let request = e2e::assertion::sign(
-        "PS256",
-        &tpp.key,
-        &tpp.kid,
-        claims.as_object().unwrap().clone(),
-    );
-    let body = format!(
-        "request={request}&{}",
-        tpp.client_auth(&id, &server.base, c.now())
-    );
-    let started = server.post_form("/bc-authorize", Some(&tpp.cert), &body);
-    assert_eq!(started.status, 200, "{}", text(&started));
-    let auth_req_id = started.json()["auth_req_id"].as_str().unwrap().to_string();
+    let consent_id = tpp.lodge_consent(server, cc.json()["access_token"].as_str().unwrap());
+    let auth_req_id = tpp.start_ciba(server, &id, &consent_id, c.now());
     assert_eq!(c.approve(&auth_req_id, LOA2).status, 200);
     let granted = token(&format!(
         "grant_type={}&auth_req_id={auth_req_id}",

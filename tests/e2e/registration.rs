@@ -738,56 +738,9 @@ fn reg_30_36_registered_client_runs_the_ciba_flow_and_delete_stops_it() {
     let token = cc_token(server, &tpp, &id, "consents");
     assert_eq!(token.status, 200, "{}", text(&token));
     let token = token.json()["access_token"].as_str().unwrap().to_string();
-    let auth = format!("Bearer {token}");
-    let lodge = || {
-        let lodged = server.send(
-            "POST",
-            "/open-banking/consents/v3/consents",
-            &[
-                ("authorization", &auth),
-                (CERT_HEADER, &tpp.cert),
-                ("content-type", "application/json"),
-                (
-                    "x-fapi-interaction-id",
-                    "3f1c6a4e-8f7d-4c2b-9a1e-2b3c4d5e6f70",
-                ),
-            ],
-            json!({ "data": {
-                "loggedUser": { "document": { "identification": HOLDER_1_CPF, "rel": "CPF" } },
-                "permissions": ["ACCOUNTS_READ", "RESOURCES_READ"],
-            }})
-            .to_string()
-            .as_bytes(),
-        );
-        assert_eq!(lodged.status, 201, "{}", text(&lodged));
-        lodged.json()["data"]["consentId"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let lodge = || tpp.lodge_consent(server, &token);
     let consent_id = lodge();
-    let start = |consent_id: &str| {
-        let t = now();
-        let claims = json!({
-            "iss": id, "aud": server.base, "iat": t, "nbf": t, "exp": t + 300,
-            "jti": uuid::Uuid::new_v4().to_string(),
-            "scope": format!("openid consent:{consent_id}"),
-            "login_hint": consent_id,
-        });
-        let request = e2e::assertion::sign(
-            "PS256",
-            &tpp.key,
-            &tpp.kid,
-            claims.as_object().unwrap().clone(),
-        );
-        let body = format!(
-            "request={request}&{}",
-            tpp.client_auth(&id, &server.base, now())
-        );
-        let r = server.post_form("/bc-authorize", Some(&tpp.cert), &body);
-        assert_eq!(r.status, 200, "{}", text(&r));
-        r.json()["auth_req_id"].as_str().unwrap().to_string()
-    };
+    let start = |consent_id: &str| tpp.start_ciba(server, &id, consent_id, now());
     let poll = |auth_req_id: &str| {
         let body = format!(
             "grant_type={}&auth_req_id={auth_req_id}&{}",

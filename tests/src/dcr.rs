@@ -164,6 +164,66 @@ impl Tpp {
         );
         assertion::form(&a)
     }
+
+    /// Lodges a consent for holder-1 with the client's `consents` access token (201), as
+    /// the registered client `client_id`: its `consentId`.
+    pub fn lodge_consent(&self, server: &Server, access_token: &str) -> String {
+        let auth = format!("Bearer {access_token}");
+        let lodged = server.send(
+            "POST",
+            "/open-banking/consents/v3/consents",
+            &[
+                ("authorization", &auth),
+                (CERT_HEADER, &self.cert),
+                ("content-type", "application/json"),
+                (
+                    "x-fapi-interaction-id",
+                    "3f1c6a4e-8f7d-4c2b-9a1e-2b3c4d5e6f70",
+                ),
+            ],
+            json!({ "data": {
+                "loggedUser": { "document": { "identification": crate::ciba::HOLDER_1_CPF, "rel": "CPF" } },
+                "permissions": ["ACCOUNTS_READ", "RESOURCES_READ"],
+            }})
+            .to_string()
+            .as_bytes(),
+        );
+        assert_eq!(lodged.status, 201, "{}", crate::ciba::text(&lodged));
+        lodged.json()["data"]["consentId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// A backchannel request of the registered client `client_id` for `consent_id`
+    /// (`login_hint` = the consent), at `now`: its `auth_req_id` (200).
+    pub fn start_ciba(
+        &self,
+        server: &Server,
+        client_id: &str,
+        consent_id: &str,
+        now: i64,
+    ) -> String {
+        let claims = json!({
+            "iss": client_id, "aud": server.base, "iat": now, "nbf": now, "exp": now + 300,
+            "jti": uuid(),
+            "scope": format!("openid consent:{consent_id}"),
+            "login_hint": consent_id,
+        });
+        let request = assertion::sign(
+            "PS256",
+            &self.key,
+            &self.kid,
+            claims.as_object().unwrap().clone(),
+        );
+        let body = format!(
+            "request={request}&{}",
+            self.client_auth(client_id, &server.base, now)
+        );
+        let started = server.post_form("/bc-authorize", Some(&self.cert), &body);
+        assert_eq!(started.status, 200, "{}", crate::ciba::text(&started));
+        started.json()["auth_req_id"].as_str().unwrap().to_string()
+    }
 }
 
 /// Signs SSA claims with the Directory's key.
