@@ -31,7 +31,7 @@ use crate::users::User;
 /// `invalid_client_metadata` (400) [decision]: its registration promises a key its key set
 /// lacks, which is the client's to fix, not a fault of ours (so never 500), not a failed
 /// authentication (not `invalid_client`), and nothing about the grant (not `invalid_grant`,
-/// which would tell it the auth_req_id is spent); node-oidc-provider answers the same. It is
+/// which would tell it the auth_req_id is spent). It is
 /// decided before anything is written, so the request stays redeemable: once the key is
 /// published, the next poll after the one-minute refetch gap (KEY-13) gets the tokens. A
 /// keystore that cannot be reached is 503 `temporarily_unavailable`, as for signatures
