@@ -1378,3 +1378,48 @@ fn tok_6_on_redis_a_refused_get_many_is_paid_once_per_instance() {
     assert!(again.len() <= calls.len(), "{calls:?} then {again:?}");
     assert_eq!(swaps(&again), 0, "{again:?}");
 }
+
+/// AD-5, CONS-1: an approval whose consent move landed but whose request write failed (a
+/// store fault: 500), then the client's DELETE of the consent, then the device's retry: the
+/// retry completes the approval (200), since that approval won the consent's race and the
+/// DELETE came second; the consent reads revoked and the poll gets `invalid_grant`. Before
+/// the fix the retry denied the request (403): no approval won, yet the consent read
+/// `CUSTOMER_MANUALLY_REVOKED` (found by ciba-soak on two hosts on one Redis).
+#[test]
+fn ad_5_cons_1_a_retried_approval_completes_after_its_consent_move_and_a_delete() {
+    let f = Faulty::new("approve-move-then-delete");
+    let c = &f.c;
+    let faults = &c.server.faults;
+    let given = with_pending(c);
+    faults.count();
+    assert_eq!(c.approve(given.id(), LOA2).status, 200);
+    let calls = faults.ops().len();
+    let mut completed = 0;
+    for k in 1..=calls {
+        let given = with_pending(c);
+        faults.arm(k as u64);
+        let first = c.approve(given.id(), LOA2);
+        faults.count();
+        if first.status != 500
+            || consent_status(c, given.consent()) != "AUTHORISED"
+            || c.device("GET", &format!("/requests/{}", given.id()), None)
+                .json()["status"]
+                != json!("PENDING")
+        {
+            continue;
+        }
+        // The consent moved, the request did not: the client revokes, the device retries.
+        let token = c.consents_token("tpp-1");
+        let deleted = c.consents("tpp-1", &token, "DELETE", given.consent(), None);
+        assert_eq!(deleted.status, 204, "{}", text(&deleted));
+        let retry = c.approve(given.id(), LOA2);
+        assert_eq!(retry.status, 200, "call {k}: {}", text(&retry));
+        assert_eq!(
+            consent_status(c, given.consent()),
+            "REJECTED/CUSTOMER_MANUALLY_REVOKED"
+        );
+        assert_eq!(error_of(&c.poll("tpp-1", given.id())), "invalid_grant");
+        completed += 1;
+    }
+    assert!(completed >= 1, "no fault fell between the two writes");
+}
